@@ -1,0 +1,107 @@
+"""The model registry: one dict of named architectures; a duplicate name is an error, not a warning.
+
+Listing, looking up and counting a model needs only the spec (no torch); ``create_model`` builds it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Callable
+
+from ..spec import Arch
+from . import edgetpu_v1, edgetpu_v2, mobilenet
+
+
+@dataclass(frozen=True)
+class Published:
+    """A figure the model's authors published, with where it comes from."""
+
+    top1: float  # ImageNet top-1, %
+    note: str  # precision and protocol, e.g. "int8 TFLite"
+    source: str
+    params: float | None = None  # millions, as published
+    macs: float | None = None  # millions, as published
+    latency_ms: float | None = None
+    latency_device: str = ""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    family: str
+    build_arch: Callable[..., Arch]  # num_classes -> Arch
+    default_classes: int
+    published: Published | None = None
+
+
+_EDGETPU_README = "tensorflow/models official/projects/edgetpu/vision/README.md"
+_V2_PUBLISHED = {"tiny": (74.66, 0.78), "xs": (75.79, 0.82), "s": (77.36, 1.03), "m": (78.43, 1.35),
+                 "l": (79.00, 1.64)}
+_V1_PUBLISHED = {"075": (73.5, 0.79, 2.9, 624), "100": (75.6, 0.92, 4.0, 990), "125": (77.06, 1.20, None, None),
+                 "150": (75.9, 1.42, None, None), "175": (78.6, 1.93, None, None)}
+
+
+def _cards() -> list[ModelCard]:
+    cards = []
+    for v, (top1, ms) in _V2_PUBLISHED.items():
+        cards.append(ModelCard(
+            f"mobilenet_edgetpu_v2_{v}", "MobileNetEdgeTPUV2",
+            lambda num_classes=1001, v=v: edgetpu_v2.mobilenet_edgetpu_v2(v, num_classes), 1001,
+            Published(top1, "int8 TFLite, 224", _EDGETPU_README, latency_ms=ms, latency_device="Pixel 6 Edge TPU")))
+    for tag, dm in edgetpu_v1.DEPTH_MULTIPLIERS.items():
+        top1, ms, params, macs = _V1_PUBLISHED[tag]
+        cards.append(ModelCard(
+            f"mobilenet_edgetpu_{tag}", "MobileNetEdgeTPU",
+            lambda num_classes=1001, dm=dm: edgetpu_v1.mobilenet_edgetpu(dm, num_classes), 1001,
+            Published(top1, "int8 TFLite, 224", _EDGETPU_README + "; research/slim/nets/mobilenet/README.md",
+                      params, macs, ms, "Pixel 6 Edge TPU")))
+    slim = "tensorflow/models research/slim/nets/mobilenet/README.md"
+    cards += [
+        ModelCard("mobilenet_v2", "MobileNetV2", mobilenet.mobilenet_v2, 1000,
+                  Published(71.8, "float, 224", slim, 3.47, 300, 73.8, "Pixel 1 CPU")),
+        ModelCard("mobilenet_v3_large", "MobileNetV3", mobilenet.mobilenet_v3_large, 1000,
+                  Published(75.2, "float, 224", slim, 5.4, 217, 51.2, "Pixel 1 CPU")),
+        ModelCard("mobilenet_v3_small", "MobileNetV3", mobilenet.mobilenet_v3_small, 1000,
+                  Published(67.5, "float, 224", slim, 2.9, 66, 15.8, "Pixel 1 CPU")),
+    ]
+    return cards
+
+
+def _index(cards: list[ModelCard]) -> dict[str, ModelCard]:
+    out: dict[str, ModelCard] = {}
+    for card in cards:
+        if card.name in out:
+            raise ValueError(f"model {card.name!r} is registered twice")
+        out[card.name] = card
+    return out
+
+
+MODELS: dict[str, ModelCard] = _index(_cards())
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern``, in registration order."""
+    return [name for name in MODELS if fnmatch.fnmatch(name, pattern)]
+
+
+def model_card(name: str) -> ModelCard:
+    try:
+        return MODELS[name]
+    except KeyError:
+        close = fnmatch.filter(MODELS, f"*{name}*")[:5]
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `edgenas models` lists them"
+        raise KeyError(f"unknown model {name!r}{hint}") from None
+
+
+def get_arch(name: str, num_classes: int | None = None) -> Arch:
+    """The registered model's ``Arch``, with its published class count unless ``num_classes`` is given."""
+    card = model_card(name)
+    return card.build_arch(num_classes=num_classes or card.default_classes)
+
+
+def create_model(name: str, *, num_classes: int | None = None, **build_kwargs):
+    """Build a registered model as an ``nn.Module``. ``build_kwargs`` go to ``edgenas.nn.build_model``."""
+    from ..nn import build_model
+
+    return build_model(get_arch(name, num_classes), **build_kwargs)

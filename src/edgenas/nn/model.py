@@ -1,0 +1,135 @@
+"""Spec -> nn.Module: a backbone with multi-scale features and ``feature_info``, and a classifier."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..spec import Arch, block_plan, feature_levels
+from .blocks import BLOCK_MODULES
+from .layers import GC_MODES, ConvNormAct, make_act
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    channels: int
+    reduction: int  # stride relative to the input
+    module: str  # the module whose output this is
+
+
+class Backbone(nn.Module):
+    """Stem and stages. ``forward`` returns the feature levels (``feature_info``) as a list, finest first."""
+
+    def __init__(self, arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native"):
+        super().__init__()
+        if gc_mode not in GC_MODES:
+            raise ValueError(f"gc_mode must be one of {', '.join(GC_MODES)}, got {gc_mode!r}")
+        norm = arch.norm
+        self.stem = ConvNormAct(arch.in_channels, arch.stem.out_channels, arch.stem.kernel_size, arch.stem.stride,
+                                act=arch.stem.act, norm=norm)
+        stages: list[list[nn.Module]] = [[] for _ in arch.stages]
+        for pb in block_plan(arch, output_stride):
+            module_cls = BLOCK_MODULES[type(pb.block)]
+            stages[pb.stage].append(module_cls(pb.block, pb.in_channels, pb.out_channels, stride=pb.stride,
+                                               dilation=pb.dilation, norm=norm, drop_path=pb.drop_path,
+                                               gc_mode=gc_mode))
+        self.stages = nn.ModuleList(nn.ModuleList(blocks) for blocks in stages)
+        levels = feature_levels(arch, output_stride)
+        plan = block_plan(arch)
+        self.feature_info = [
+            FeatureInfo(lv.channels, lv.reduction,
+                        "stem" if lv.block < 0 else f"stages.{plan[lv.block].stage}.{plan[lv.block].index}")
+            for lv in levels
+        ]
+        self._taps = {lv.block for lv in levels}
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        features = [x] if -1 in self._taps else []
+        n = 0
+        for stage in self.stages:
+            for block in stage:
+                x = block(x)
+                if n in self._taps:
+                    features.append(x)
+                n += 1
+        return features
+
+
+class ClassifierHead(nn.Module):
+    def __init__(self, arch: Arch):
+        super().__init__()
+        head, ch = arch.head, arch.out_channels
+        self.conv = (ConvNormAct(ch, head.conv_channels, act=head.act, norm=arch.norm) if head.conv_channels
+                     else nn.Identity())
+        ch = head.conv_channels or ch
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        if head.hidden_channels:
+            self.hidden = nn.Sequential(nn.Linear(ch, head.hidden_channels), make_act(head.act))
+            ch = head.hidden_channels
+        else:
+            self.hidden = nn.Identity()
+        self.dropout = nn.Dropout(head.dropout)
+        self.classifier = nn.Linear(ch, head.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.conv(x)).flatten(1)
+        return self.classifier(self.dropout(self.hidden(x)))
+
+
+class ClassificationModel(nn.Module):
+    """Backbone + classifier head. The ``arch`` it was built from travels with it (``model.arch``)."""
+
+    def __init__(self, arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native"):
+        super().__init__()
+        self.arch = arch
+        self.preprocess = arch.preprocess
+        self.backbone = Backbone(arch, output_stride=output_stride, gc_mode=gc_mode)
+        self.head = ClassifierHead(arch)
+        init_weights(self)
+
+    @property
+    def feature_info(self) -> list[FeatureInfo]:
+        return self.backbone.feature_info
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x)[-1])
+
+
+def init_weights(model: nn.Module) -> None:
+    """Google's initializers: convs VarianceScaling(2, fan_out, normal), dense VarianceScaling(1/3, fan_out,
+    uniform), BN gamma 1 / beta 0, biases 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.out_features)  # sqrt(3 * (1/3) / fan_out)
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+
+
+def build_model(arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native") -> ClassificationModel:
+    """Build the classification network an ``Arch`` describes.
+
+    Args:
+        output_stride: cap the backbone's stride at 8, 16 or 32 with dilation (dense tasks).
+        gc_mode: ``"native"`` grouped convs, or ``"split"`` (slice -> conv -> concat, Google's portable form).
+    """
+    return ClassificationModel(arch, output_stride=output_stride, gc_mode=gc_mode)
+
+
+def build_backbone(arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native") -> Backbone:
+    backbone = Backbone(arch, output_stride=output_stride, gc_mode=gc_mode)
+    init_weights(backbone)
+    return backbone

@@ -1,0 +1,18 @@
+"""The architecture spec: typed blocks, ``Arch``, validation, serialization, shapes and analytic counts.
+
+Imports no torch, so it loads and tests fast.
+"""
+
+from .arch import SCHEMA_VERSION, Arch, Head, Norm, Preprocess, Stage, Stem, load_arch, parse_arch
+from .blocks import BLOCK_TYPES, IBN, GCIBN, Act, Block, BlockBase, Conv, FusedIBN, GroupedIBN, SepConv, Skip
+from .blocks import make_divisible
+from .errors import SpecError
+from .layer import Layer
+from .shapes import Counts, FeatureLevel, PlannedBlock, arch_layers, block_plan, count, feature_levels
+
+__all__ = [
+    "SCHEMA_VERSION", "Arch", "Head", "Norm", "Preprocess", "Stage", "Stem", "load_arch", "parse_arch",
+    "BLOCK_TYPES", "IBN", "GCIBN", "Act", "Block", "BlockBase", "Conv", "FusedIBN", "GroupedIBN", "SepConv",
+    "Skip", "make_divisible", "SpecError", "Layer", "Counts", "FeatureLevel", "PlannedBlock", "arch_layers",
+    "block_plan", "count", "feature_levels",
+]

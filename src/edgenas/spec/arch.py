@@ -1,0 +1,169 @@
+"""The architecture spec: stem, stages of blocks, classifier head, deployment input, normalization.
+
+An ``Arch`` is the single source of truth for a network's shape: the builder, the analytic counts and the
+latency models all read it. It is frozen, validated on construction (errors name the path), and round-trips
+through versioned JSON and YAML.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from .blocks import Act, Block, KernelSize, Spec, Stride
+from .errors import SpecError, from_validation_error
+
+SCHEMA_VERSION = 1
+Channels = Annotated[int, Field(gt=0, le=8192)]
+
+
+class Stem(Spec):
+    out_channels: Channels
+    kernel_size: KernelSize = 3
+    stride: Stride = 2
+    act: Act = Act.RELU
+
+
+class Stage(Spec):
+    """Blocks that share an output width; the first block maps the previous width to ``out_channels``."""
+
+    out_channels: Channels
+    blocks: Annotated[tuple[Block, ...], Field(min_length=1)]
+
+
+class Head(Spec):
+    """Classifier: [1x1 conv+BN+act] -> global average pool -> [linear+act] -> dropout -> linear."""
+
+    conv_channels: Channels | None = 1280  # Google's "top" 1x1 conv before pooling
+    hidden_channels: Channels | None = None  # MobileNetV3's linear layer after pooling
+    num_classes: Annotated[int, Field(gt=0)] = 1000
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    act: Act = Act.RELU
+
+
+class Norm(Spec):
+    """BatchNorm settings in PyTorch's momentum convention (momentum = 1 - TF's decay)."""
+
+    eps: Annotated[float, Field(gt=0, lt=1)] = 1e-3  # Google: eps 1e-3
+    momentum: Annotated[float, Field(gt=0, le=1)] = 0.01  # Google: decay 0.99
+
+
+class Preprocess(Spec):
+    """What the deployed model expects: x in [0, 1] -> (x - mean) / std, resize shorter side, center crop."""
+
+    mean: tuple[float, float, float] | tuple[float] = (0.5, 0.5, 0.5)  # Google: RGB scaled to [-1, 1]
+    std: tuple[float, float, float] | tuple[float] = (0.5, 0.5, 0.5)
+    crop_pct: Annotated[float, Field(gt=0, le=1)] = 0.875
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+
+
+class Arch(Spec):
+    schema_version: int = SCHEMA_VERSION
+    name: str = ""
+    input_size: Annotated[int, Field(ge=8, le=4096)] = 224  # deployment resolution; latency is predicted here
+    in_channels: Annotated[int, Field(gt=0, le=16)] = 3
+    stem: Stem
+    stages: Annotated[tuple[Stage, ...], Field(min_length=1)]
+    head: Head = Head()
+    norm: Norm = Norm()
+    drop_path_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0  # stochastic depth, rising linearly per block
+    preprocess: Preprocess = Preprocess()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_version(cls, data):
+        if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise ValueError(f"schema_version: {data['schema_version']!r} is not supported "
+                             f"(this edgenas reads {SCHEMA_VERSION})")
+        return data
+
+    @model_validator(mode="after")
+    def _channels_fit(self):
+        if len(self.preprocess.mean) != self.in_channels or len(self.preprocess.std) != self.in_channels:
+            raise ValueError(f"preprocess: mean and std need {self.in_channels} values, one per input channel")
+        for path, cin, cout, block in self.blocks():
+            problems = block.check(cin, cout)
+            if problems:
+                field, msg = problems[0]
+                raise ValueError(f"{path}.{field}: {msg}")
+        return self
+
+    def blocks(self):
+        """Yield ``(path, in_channels, out_channels, block)`` for every block, in order."""
+        cin = self.stem.out_channels
+        for i, stage in enumerate(self.stages):
+            for j, block in enumerate(stage.blocks):
+                yield f"stages[{i}].blocks[{j}]", cin, stage.out_channels, block
+                cin = stage.out_channels
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(len(s.blocks) for s in self.stages)
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the last backbone feature (before the head)."""
+        return self.stages[-1].out_channels
+
+    def replace(self, **changes) -> Arch:
+        """A validated copy with top-level fields changed (nested specs are replaced whole)."""
+        return parse_arch({**self.model_dump(mode="python"), **_dumped(changes)})
+
+    def with_classes(self, num_classes: int) -> Arch:
+        return self.replace(head=self.head.model_copy(update={"num_classes": num_classes}))
+
+    # --- serialization -------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+
+    def save(self, path: str | Path) -> None:
+        """Write JSON or YAML by suffix, atomically (temporary name, then rename)."""
+        path = Path(path)
+        text = self.to_json() if path.suffix == ".json" else self.to_yaml()
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+
+
+def _dumped(changes: dict) -> dict:
+    return {k: v.model_dump(mode="python") if isinstance(v, Spec) else v for k, v in changes.items()}
+
+
+def parse_arch(data) -> Arch:
+    """Validate plain data (as from JSON/YAML) into an ``Arch``; raise a one-line ``SpecError``."""
+    if isinstance(data, Arch):
+        return data
+    if not isinstance(data, dict):
+        raise SpecError(f"an arch must be a mapping, got {type(data).__name__}")
+    try:
+        return Arch.model_validate(data)
+    except ValidationError as err:
+        raise from_validation_error(err) from None
+
+
+def load_arch(path: str | Path) -> Arch:
+    """Read an arch from a ``.json``, ``.yaml`` or ``.yml`` file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0]
+        raise SpecError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({first})") from None
+    try:
+        return parse_arch(data)
+    except SpecError as err:
+        raise SpecError(f"{path}: {err}") from None

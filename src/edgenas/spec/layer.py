@@ -1,0 +1,56 @@
+"""A primitive layer of a built network, derived from the spec alone.
+
+Every consumer that needs per-layer facts (analytic params and MACs, the profiler, latency lookup tables)
+reads this list; the PyTorch builder is tested against it. MACs count multiply-accumulates of convolutions
+and linear layers only, which is what ``torch.utils.flop_counter`` counts (as FLOPs = 2 x MACs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OPS = ("conv", "linear", "pool", "mul", "add")
+
+
+@dataclass(frozen=True)
+class Layer:
+    path: str
+    op: str  # one of OPS
+    in_channels: int
+    out_channels: int
+    in_size: tuple[int, int]
+    out_size: tuple[int, int]
+    kernel_size: int = 1
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+    bias: bool = False
+    norm: bool = False  # a BatchNorm follows (folded away at inference)
+    act: str = "none"
+
+    @property
+    def params(self) -> int:
+        if self.op == "conv":
+            w = self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2
+            return w + self.out_channels * (int(self.bias) + 2 * int(self.norm))
+        if self.op == "linear":
+            return self.in_channels * self.out_channels + self.out_channels * int(self.bias)
+        return 0
+
+    @property
+    def macs(self) -> int:
+        if self.op == "conv":
+            h, w = self.out_size
+            return h * w * self.out_channels * (self.in_channels // self.groups) * self.kernel_size**2
+        if self.op == "linear":
+            return self.in_channels * self.out_channels
+        return 0
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.op == "conv" and self.groups > 1 and self.groups == self.in_channels == self.out_channels
+
+
+def conv_out(size: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Output size of a 'same'-padded conv: ceil(in / stride), as in TF's SAME and PyTorch's k//2 padding."""
+    return (-(-size[0] // stride), -(-size[1] // stride))

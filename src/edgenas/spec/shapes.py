@@ -1,0 +1,114 @@
+"""Shape propagation, feature levels and analytic counts: the one place that knows a network's shapes.
+
+The PyTorch builder takes its per-block strides, dilations and drop-path rates from ``block_plan``; the
+latency models and the profiler take their layers from ``arch_layers``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .arch import Arch
+from .blocks import BlockBase
+from .layer import Layer, conv_out
+
+
+@dataclass(frozen=True)
+class PlannedBlock:
+    path: str
+    stage: int
+    index: int  # position within the stage
+    in_channels: int
+    out_channels: int
+    block: BlockBase
+    stride: int  # as built: 1 where the output stride turned a downsampling into dilation
+    dilation: int
+    drop_path: float  # stochastic-depth rate: arch rate x block number / number of blocks (Google)
+    reduction: int  # cumulative stride after this block
+
+
+@dataclass(frozen=True)
+class FeatureLevel:
+    """One multi-scale output of the backbone: taken after ``block`` (-1 is the stem)."""
+
+    block: int
+    channels: int
+    reduction: int
+
+
+@dataclass(frozen=True)
+class Counts:
+    params: int
+    macs: int
+
+
+def block_plan(arch: Arch, output_stride: int | None = None) -> list[PlannedBlock]:
+    """Per-block build settings. ``output_stride`` (8, 16, 32) caps downsampling with dilation (dense tasks)."""
+    if output_stride is not None and output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
+    reduction, dilation, plan = arch.stem.stride, 1, []
+    total = arch.num_blocks
+    for n, (path, cin, cout, block) in enumerate(arch.blocks()):
+        stride, block_dilation = block.stride, dilation
+        if output_stride is not None and reduction * stride > output_stride:
+            # As in timm's builder: this block keeps the old dilation, later ones use the multiplied one.
+            dilation, stride = dilation * stride, 1
+        reduction *= stride
+        stage, index = (int(p.split("[")[1].rstrip("]")) for p in path.split("."))
+        plan.append(PlannedBlock(path, stage, index, cin, cout, block, stride, block_dilation,
+                                 arch.drop_path_rate * n / total, reduction))
+    return plan
+
+
+def feature_levels(arch: Arch, output_stride: int | None = None) -> list[FeatureLevel]:
+    """Google's rule: one level per scale, the stem output first, then the output of the last block before
+    every stride-2 block and of the last block. Where the stem and early blocks share a scale, the stem
+    output is the level (MobileNetEdgeTPUV2: strides 2, 4, 8, 16, 32)."""
+    nominal, built = block_plan(arch), block_plan(arch, output_stride)
+    taps = [FeatureLevel(-1, arch.stem.out_channels, arch.stem.stride)]
+    seen = {arch.stem.stride}
+    for n, pb in enumerate(nominal):
+        if (n == len(nominal) - 1 or nominal[n + 1].block.stride == 2) and pb.reduction not in seen:
+            seen.add(pb.reduction)
+            taps.append(FeatureLevel(n, pb.out_channels, built[n].reduction))
+    return taps
+
+
+def backbone_layers(arch: Arch, input_size: int | None = None, output_stride: int | None = None) -> list[Layer]:
+    size = (input_size or arch.input_size,) * 2
+    stem = arch.stem
+    layers = [Layer("stem", "conv", arch.in_channels, stem.out_channels, size, conv_out(size, stem.stride),
+                    stem.kernel_size, stem.stride, 1, 1, False, True, str(stem.act))]
+    size = layers[-1].out_size
+    for pb in block_plan(arch, output_stride):
+        block_layers = pb.block.layers(pb.path, pb.in_channels, pb.out_channels, size, pb.stride, pb.dilation)
+        layers += block_layers
+        if block_layers:
+            size = block_layers[-1].out_size
+    return layers
+
+
+def head_layers(arch: Arch, size: tuple[int, int]) -> list[Layer]:
+    head, ch, out = arch.head, arch.out_channels, []
+    if head.conv_channels:
+        out.append(Layer("head.conv", "conv", ch, head.conv_channels, size, size, norm=True, act=str(head.act)))
+        ch = head.conv_channels
+    out.append(Layer("head.pool", "pool", ch, ch, size, (1, 1)))
+    if head.hidden_channels:
+        out.append(Layer("head.hidden", "linear", ch, head.hidden_channels, (1, 1), (1, 1), bias=True,
+                         act=str(head.act)))
+        ch = head.hidden_channels
+    out.append(Layer("head.classifier", "linear", ch, head.num_classes, (1, 1), (1, 1), bias=True))
+    return out
+
+
+def arch_layers(arch: Arch, input_size: int | None = None) -> list[Layer]:
+    """Every layer of the classification network at ``input_size`` (default: the deployment size)."""
+    layers = backbone_layers(arch, input_size)
+    return layers + head_layers(arch, layers[-1].out_size if len(layers) else (input_size,) * 2)
+
+
+def count(arch: Arch, input_size: int | None = None) -> Counts:
+    """Analytic parameters (trainable: weights, biases, BN affine) and MACs of the classification network."""
+    layers = arch_layers(arch, input_size)
+    return Counts(sum(layer.params for layer in layers), sum(layer.macs for layer in layers))
