@@ -93,13 +93,13 @@ class _Residual(BlockBase):
 class _Expanding(_Residual):
     kernel_size: KernelSize = 3
     expand_ratio: Annotated[int | float, Field(gt=0, le=16)] = 1
-    mid_channels: Annotated[int, Field(gt=0)] | None = None  # explicit expansion width (MobileNetV3 tables)
+    mid_channels: Annotated[int, Field(gt=0)] | None = None  # explicit width (MobileNetV3 tables); ratio stays 1
     se_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
     act: Act = Act.RELU
 
     @model_validator(mode="after")
     def _one_expansion(self):
-        if self.mid_channels is not None and "expand_ratio" in self.model_fields_set:
+        if self.mid_channels is not None and self.expand_ratio != 1:
             raise ValueError("give expand_ratio or mid_channels, not both")
         return self
 

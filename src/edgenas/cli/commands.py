@@ -1,0 +1,141 @@
+"""The inspection commands: models, profile, arch validate/dump, space show."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..models import MODELS, get_arch, list_models
+from ..spec import Arch, arch_layers, count, load_arch
+from .output import emit_json, millions, table
+
+
+def _arch_from(ref: str, input_size: int | None = None) -> Arch:
+    """A registered model name or an arch file."""
+    arch = load_arch(ref) if Path(ref).suffix in (".json", ".yaml", ".yml") else get_arch(ref)
+    return arch.replace(input_size=input_size) if input_size else arch
+
+
+def cmd_models(args) -> int:
+    names = list_models(args.pattern)
+    rows = []
+    for name in names:
+        card, arch = MODELS[name], get_arch(name)
+        c, pub = count(arch), MODELS[name].published
+        rows.append({"model": name, "family": card.family, "params": c.params, "macs": c.macs,
+                     "input_size": arch.input_size, "num_classes": arch.head.num_classes,
+                     "published_top1": pub.top1 if pub else None, "published_note": pub.note if pub else None,
+                     "published_latency_ms": pub.latency_ms if pub else None,
+                     "latency_device": pub.latency_device if pub else None})
+    if args.time_forward:
+        rows = _add_forward_timing(rows, args)
+    if args.json:
+        emit_json(rows)
+        return 0
+    headers = ["model", "params (M)", "MACs (M)", "input", "top-1 (pub.)", "latency (pub.)"]
+    if args.time_forward:
+        headers += [f"eager ms / {args.batch} img", "img/s"]
+    out = []
+    for r in rows:
+        row = [r["model"], millions(r["params"]), millions(r["macs"]), r["input_size"],
+               f"{r['published_top1']:.2f} {r['published_note'].split(',')[0]}" if r["published_top1"] else "-",
+               f"{r['published_latency_ms']:.2f} ms {r['latency_device']}" if r["published_latency_ms"] else "-"]
+        if args.time_forward:
+            row += [f"{r['eager_ms_median']:.1f}", f"{r['images_per_s']:.1f}"]
+        out.append(row)
+    print(table(out, headers, "lrrrll" + "rr" * bool(args.time_forward)))
+    return 0
+
+
+def _add_forward_timing(rows: list[dict], args) -> list[dict]:
+    import torch
+
+    from ..data.fashion_mnist import load_fashion_mnist
+    from ..env import environment
+    from ..models.forward_timing import zoo_forward_report
+
+    torch.set_num_threads(args.threads)
+    images, _ = load_fashion_mnist("test", args.data_dir)
+    timing = zoo_forward_report([r["model"] for r in rows], images[: args.batch], runs=args.runs)
+    merged = [{**r, **t} for r, t in zip(rows, timing)]
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"what": "zoo params/MACs (analytic) and eager PyTorch forward time on Fashion-MNIST test images "
+                       "resized to each model's input", "data_dir": str(args.data_dir),
+               "environment": environment(args.threads), "models": merged}
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(path)
+    return merged
+
+
+def cmd_profile(args) -> int:
+    arch = _arch_from(args.ref, args.input_size)
+    layers = arch_layers(arch)
+    total = count(arch)
+    if args.json:
+        emit_json({"arch": arch.name, "input_size": arch.input_size, "params": total.params, "macs": total.macs,
+                   "layers": [{"path": x.path, "op": x.op, "in": [x.in_channels, *x.in_size],
+                               "out": [x.out_channels, *x.out_size], "kernel": x.kernel_size, "stride": x.stride,
+                               "groups": x.groups, "params": x.params, "macs": x.macs} for x in layers]})
+        return 0
+    rows = []
+    for x in layers:
+        op = x.op if x.op != "conv" else ("dwconv" if x.is_depthwise else f"conv{x.kernel_size}x{x.kernel_size}"
+                                          + (f"/g{x.groups}" if x.groups > 1 else ""))
+        rows.append([x.path, op + (f"/s{x.stride}" if x.stride > 1 else ""),
+                     "x".join(map(str, (x.in_channels, *x.in_size))), "x".join(map(str, (x.out_channels, *x.out_size))),
+                     f"{x.params:,}", f"{x.macs:,}"])
+    print(table(rows, ["layer", "op", "in (CxHxW)", "out (CxHxW)", "params", "MACs"], "llrrrr"))
+    print(f"\n{arch.name or args.ref} @ {arch.input_size}x{arch.input_size}: {total.params:,} params, "
+          f"{total.macs:,} MACs, {len(layers)} layers")
+    return 0
+
+
+def cmd_arch_validate(args) -> int:
+    arch = load_arch(args.file)  # raises SpecError with the path and problem
+    c = count(arch)
+    if args.json:
+        emit_json({"valid": True, "name": arch.name, "params": c.params, "macs": c.macs})
+    else:
+        print(f"ok: {args.file}: {arch.name or 'unnamed'}, {arch.num_blocks} blocks, {c.params:,} params, "
+              f"{c.macs:,} MACs at {arch.input_size}x{arch.input_size}")
+    return 0
+
+
+def cmd_arch_dump(args) -> int:
+    arch = _arch_from(args.ref)
+    if args.out:
+        arch.save(args.out)
+        print(f"wrote {args.out}")
+    else:
+        print(arch.to_json() if args.json or args.format == "json" else arch.to_yaml(), end="")
+    return 0
+
+
+def cmd_space_show(args) -> int:
+    from ..space import get_space
+
+    space = get_space(args.name)
+    lo, hi = space.macs_range(np.random.default_rng(args.seed), args.samples)
+    zoo = {n: space.match(get_arch(n)) is not None for n in list_models()}
+    members = [n for n, inside in zoo.items() if inside]
+    if args.json:
+        emit_json({**space.to_dict(), "choices": {p: c.labels for p, c in space.choices()},
+                   "macs_range_sampled": {"min": lo, "max": hi, "samples": args.samples, "seed": args.seed},
+                   "zoo_members": members})
+        return 0
+    t = space.template
+    print(f"space {space.name}: {space.description}")
+    print(f"input {t.input_size}x{t.input_size}x{t.in_channels}, {sum(len(s.blocks) for s in t.stages)} block "
+          f"positions in {len(t.stages)} stages")
+    rows = [[path, " | ".join(c.labels)] for path, c in space.choices()]
+    print(table(rows, ["choice", "options"], "ll"))
+    print(f"\nsize: {space.size():,} points (10^{math.log10(space.size()):.1f}), {len(rows)} choices")
+    print(f"MACs over {args.samples} sampled valid points (seed {args.seed}): {lo / 1e6:,.1f} M to {hi / 1e6:,.1f} M")
+    print(f"zoo models that are points of it: {', '.join(members) or 'none'}")
+    return 0

@@ -1,0 +1,1 @@
+"""Datasets and transforms on plain torch + PIL."""

@@ -1,0 +1,60 @@
+"""Builder behaviour: portable grouped convs, dilation for dense tasks, stochastic depth."""
+
+import pytest
+import torch
+
+import edgenas
+from edgenas.models import get_arch
+from edgenas.nn import SplitGroupConv2d, build_backbone, build_model
+from edgenas.spec import feature_levels
+
+
+@pytest.mark.parametrize("name", ["mobilenet_edgetpu_v2_tiny", "mobilenet_edgetpu_v2_l"])
+def test_split_group_convs_equal_native(name):
+    arch = get_arch(name).replace(input_size=64)
+    native = build_model(arch).eval()
+    split = build_model(arch, gc_mode="split").eval()
+    split.load_state_dict(native.state_dict())  # one weight layout for both
+    assert any(isinstance(m, SplitGroupConv2d) for m in split.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(native(x), split(x), atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_gc_mode_is_an_error():
+    with pytest.raises(ValueError, match="gc_mode must be one of native, split"):
+        build_model(get_arch("mobilenet_edgetpu_v2_tiny"), gc_mode="slices")
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_output_stride_dilates_instead_of_downsampling(output_stride):
+    arch = get_arch("mobilenet_edgetpu_v2_xs")
+    backbone = build_backbone(arch, output_stride=output_stride).eval()
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, 96, 96))
+    reductions = [min(r, output_stride) for r in (2, 4, 8, 16, 32)]
+    assert [f.reduction for f in backbone.feature_info] == reductions
+    assert [f.shape[-1] for f in feats] == [96 // r for r in reductions]
+    assert [lv.reduction for lv in feature_levels(arch, output_stride)] == reductions
+
+
+def test_bad_output_stride():
+    with pytest.raises(ValueError, match="output_stride must be 8, 16 or 32"):
+        build_backbone(get_arch("mobilenet_v2"), output_stride=4)
+
+
+def test_batchnorm_uses_googles_settings_in_pytorch_convention():
+    bn = edgenas.create_model("mobilenet_edgetpu_v2_s").backbone.stem.bn
+    assert (bn.eps, bn.momentum) == (1e-3, 0.01)
+
+
+def test_drop_path_only_on_residual_blocks_and_only_in_training():
+    model = edgenas.create_model("mobilenet_edgetpu_v2_s")
+    rates = [(b.has_residual, getattr(b.drop_path, "rate", 0.0)) for s in model.backbone.stages for b in s
+             if hasattr(b, "has_residual")]
+    assert all(rate == 0.0 for residual, rate in rates if not residual)
+    assert max(rate for _, rate in rates) == pytest.approx(0.1 * 18 / 20)  # block 19 changes width: no residual
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
