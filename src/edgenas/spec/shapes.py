@@ -62,16 +62,16 @@ def block_plan(arch: Arch, output_stride: int | None = None) -> list[PlannedBloc
 
 def feature_levels(arch: Arch, output_stride: int | None = None) -> list[FeatureLevel]:
     """Google's rule: one level per scale, the stem output first, then the output of the last block before
-    every stride-2 block and of the last block. Where the stem and early blocks share a scale, the stem
-    output is the level (MobileNetEdgeTPUV2: strides 2, 4, 8, 16, 32)."""
+    every stride-2 block, and the last block's output, which always ends the list. Where the stem and early
+    blocks share a scale the stem output is the level (MobileNetEdgeTPUV2: strides 2, 4, 8, 16, 32)."""
     nominal, built = block_plan(arch), block_plan(arch, output_stride)
-    taps = [FeatureLevel(-1, arch.stem.out_channels, arch.stem.stride)]
-    seen = {arch.stem.stride}
+    taps = {arch.stem.stride: FeatureLevel(-1, arch.stem.out_channels, arch.stem.stride)}  # by nominal scale
     for n, pb in enumerate(nominal):
-        if (n == len(nominal) - 1 or nominal[n + 1].block.stride == 2) and pb.reduction not in seen:
-            seen.add(pb.reduction)
-            taps.append(FeatureLevel(n, pb.out_channels, built[n].reduction))
-    return taps
+        last = n == len(nominal) - 1
+        if last or (nominal[n + 1].block.stride == 2 and pb.reduction not in taps):
+            taps.pop(pb.reduction, None)
+            taps[pb.reduction] = FeatureLevel(n, pb.out_channels, built[n].reduction)
+    return list(taps.values())
 
 
 def backbone_layers(arch: Arch, input_size: int | None = None, output_stride: int | None = None) -> list[Layer]:
