@@ -55,7 +55,10 @@ def test_timm_variant_differences_are_explicit():
     xs = timm_arch("mobilenet_edgetpu_v2_xs")
     assert xs.stem.kernel_size == 3 and xs.stages[0].blocks[0].type == "conv"
     assert (xs.norm.eps, xs.norm.momentum, xs.head.num_classes) == (1e-5, 0.1, 1000)
-    assert count(timm_arch("mobilenet_edgetpu_100")).params == 4_091_432
+    timm_params = {"mobilenet_edgetpu_v2_xs": 4_459_880, "mobilenet_edgetpu_v2_s": 5_986_456,
+                   "mobilenet_edgetpu_v2_m": 8_462_888, "mobilenet_edgetpu_v2_l": 10_921_640,
+                   "mobilenet_edgetpu_100": 4_091_432}
+    assert {name: count(timm_arch(name)).params for name in TIMM_MODELS} == timm_params
     with pytest.raises(KeyError, match="timm defines no 'mobilenet_edgetpu_v2_tiny'"):
         timm_arch("mobilenet_edgetpu_v2_tiny")
 

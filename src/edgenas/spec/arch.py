@@ -117,14 +117,21 @@ class Arch(Spec):
         return self.replace(head=self.head.model_copy(update={"num_classes": num_classes}))
 
     # --- serialization -------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
+    def to_dict(self, compact: bool = False) -> dict:
+        """Plain data, every block's ``type`` first. ``compact`` leaves out fields at their default value
+        (the schema version, deployment input and block types always stay), which loads the same."""
+        data = self.model_dump(mode="json", exclude_defaults=compact)
+        data = {"schema_version": self.schema_version, "name": self.name, "input_size": self.input_size,
+                "in_channels": self.in_channels, **data}
+        for stage_data, stage in zip(data["stages"], self.stages):
+            stage_data["blocks"] = [{"type": b.type, **d} for d, b in zip(stage_data["blocks"], stage.blocks)]
+        return data
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+        return yaml.safe_dump(self.to_dict(compact=True), sort_keys=False, default_flow_style=None, width=110)
 
     def save(self, path: str | Path) -> None:
         """Write JSON or YAML by suffix, atomically (temporary name, then rename)."""
