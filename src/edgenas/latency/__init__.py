@@ -1,0 +1,32 @@
+"""Latency models per target: one protocol, ``predict(arch) -> LatencyReport`` at the deployment size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import LatencyError, LatencyModel, LatencyReport, LayerTime
+
+TARGETS = ("macs", "edgetpu", "cpu-ort", "cpu-ort-int8")
+
+
+def get_latency_model(target: str, *, cache_dir: str | Path | None = None, **options) -> LatencyModel:
+    """A latency model by target name. ``cache_dir`` holds simulated layers and measured lookup tables."""
+    cache_dir = Path(cache_dir) if cache_dir else None
+    if target == "macs":
+        from .macs import MacsModel
+
+        return MacsModel()
+    if target == "edgetpu":
+        from .edgetpu import EdgeTPUModel
+        from .scalesim_cycles import CycleCache
+
+        return EdgeTPUModel(cache=CycleCache(cache_dir / "scalesim-cycles.json" if cache_dir else None), **options)
+    if target in ("cpu-ort", "cpu-ort-int8"):
+        from .cpu_ort import CpuOrtModel
+
+        return CpuOrtModel(precision="int8" if target.endswith("int8") else "fp32",
+                           lut_path=cache_dir / f"lut-{target}.json" if cache_dir else None, **options)
+    raise LatencyError(f"unknown latency target {target!r}; known: {', '.join(TARGETS)}")
+
+
+__all__ = ["TARGETS", "LatencyError", "LatencyModel", "LatencyReport", "LayerTime", "get_latency_model"]
