@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from ..data.fashion_mnist import DEFAULT_DIR, DataError
+from ..latency import LatencyError
 from ..spec import SpecError
-from . import commands
+from . import commands, latency
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,14 +49,73 @@ def _parser() -> argparse.ArgumentParser:
     ss.add_argument("--samples", type=int, default=256, help="points drawn for the MACs range")
     ss.add_argument("--seed", type=int, default=0)
     ss.set_defaults(func=commands.cmd_space_show)
+    _latency_parsers(sub, jsonp)
     return p
 
 
+def _latency_parsers(sub, jsonp) -> None:
+    from ..latency import TARGETS
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--target", required=True, help=f"one of {', '.join(TARGETS)}")
+    common.add_argument("--cache-dir", default=latency.DEFAULT_CACHE,
+                        help="simulated layers and lookup tables (default ~/.cache/edgenas or $EDGENAS_CACHE)")
+    lat = sub.add_parser("latency", parents=[jsonp, common], help="predicted latency of a model or arch file; "
+                         "also `latency calibrate` and `latency check`")
+    lat.add_argument("ref", help="model name or arch file")
+    lat.add_argument("--input-size", type=int)
+    lat.add_argument("--lut", help="a lookup table file (e.g. from `lut import`) instead of the cache's")
+    lat.set_defaults(func=latency.cmd_latency)
+
+    cal = sub.add_parser("latency-calibrate", parents=[jsonp, common], help=argparse.SUPPRESS)
+    cal.add_argument("--dw-packing", type=float, default=None, help="depthwise packing (default: the model's)")
+    cal.add_argument("--sweep", default="0,0.25,0.5,0.75,0.8,0.9,1", help="comma-separated packings to compare")
+    cal.set_defaults(func=latency.cmd_calibrate)
+
+    chk = sub.add_parser("latency-check", parents=[jsonp, common], help=argparse.SUPPRESS)
+    chk.add_argument("--space", required=True)
+    chk.add_argument("--samples", type=int, default=100)
+    chk.add_argument("--fit-samples", type=int, default=20, help="other archs the overhead is fitted on")
+    chk.add_argument("--seed", type=int, default=0)
+    chk.add_argument("--threads", type=int, default=1)
+    chk.add_argument("--out", help="also write every prediction and measurement to this JSON file")
+    chk.set_defaults(func=latency.cmd_check)
+
+    lut = sub.add_parser("lut", help="latency lookup tables").add_subparsers(dest="lut_command", required=True)
+    build = lut.add_parser("build", parents=[common], help="measure a space's layers into a table ahead of time")
+    build.add_argument("--space", required=True)
+    build.add_argument("--samples", type=int, default=50, help="architectures whose layers are measured")
+    build.add_argument("--fit-samples", type=int, default=20, help="whole models the overhead is fitted on")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--threads", type=int, default=1)
+    build.set_defaults(func=latency.cmd_lut_build)
+
+    kit = lut.add_parser("kit", help="one .tflite per distinct layer and an adb script, for your own phone")
+    kit.add_argument("--space", required=True)
+    kit.add_argument("--out", required=True)
+    kit.add_argument("--samples", type=int, default=10, help="architectures whose layers go in the kit")
+    kit.add_argument("--fit-samples", type=int, default=5, help="of those, whole models to fit the overhead on")
+    kit.add_argument("--seed", type=int, default=0)
+    kit.set_defaults(func=latency.cmd_lut_kit)
+
+    imp = lut.add_parser("import", help="turn a kit's device results into a lookup table")
+    imp.add_argument("kit")
+    imp.add_argument("--device", required=True, help="a name for the device, e.g. pixel8")
+    imp.add_argument("--out", help="table file (default: KIT/lut-cpu-litert-DEVICE.json)")
+    imp.set_defaults(func=latency.cmd_lut_import)
+
+
+_SPLIT = {("latency", "calibrate"): "latency-calibrate", ("latency", "check"): "latency-check"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and tuple(argv[:2]) in _SPLIT:  # `latency calibrate|check` beside `latency NAME`
+        argv = [_SPLIT[tuple(argv[:2])], *argv[2:]]
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, DataError, FileNotFoundError, ValueError) as err:
+    except (SpecError, DataError, LatencyError, FileNotFoundError, ValueError) as err:
         print(f"edgenas: error: {err}", file=sys.stderr)
         return 1
     except KeyError as err:

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from .base import LatencyError, LatencyModel, LatencyReport, LayerTime
 
-TARGETS = ("macs", "edgetpu", "cpu-ort", "cpu-ort-int8")
+TARGETS = ("macs", "edgetpu", "cpu-ort", "cpu-litert")
 
 
-def get_latency_model(target: str, *, cache_dir: str | Path | None = None, **options) -> LatencyModel:
-    """A latency model by target name. ``cache_dir`` holds simulated layers and measured lookup tables."""
+def get_latency_model(target: str, *, cache_dir: str | Path | None = None, lut_path: str | Path | None = None,
+                      **options) -> LatencyModel:
+    """A latency model by target name. ``cache_dir`` holds simulated layers and measured lookup tables;
+    ``lut_path`` names a lookup table explicitly (e.g. one imported from a phone)."""
     cache_dir = Path(cache_dir) if cache_dir else None
     if target == "macs":
         from .macs import MacsModel
@@ -21,11 +23,14 @@ def get_latency_model(target: str, *, cache_dir: str | Path | None = None, **opt
         from .scalesim_cycles import CycleCache
 
         return EdgeTPUModel(cache=CycleCache(cache_dir / "scalesim-cycles.json" if cache_dir else None), **options)
-    if target in ("cpu-ort", "cpu-ort-int8"):
+    if target in ("cpu-ort", "cpu-litert"):
         from .cpu_ort import CpuOrtModel
+        from .litert import CpuLitertModel
 
-        return CpuOrtModel(precision="int8" if target.endswith("int8") else "fp32",
-                           lut_path=cache_dir / f"lut-{target}.json" if cache_dir else None, **options)
+        cls = CpuOrtModel if target == "cpu-ort" else CpuLitertModel
+        if lut_path is None and cache_dir is not None:
+            lut_path = cache_dir / f"lut-{target}.json"
+        return cls(lut_path=lut_path, **options)
     raise LatencyError(f"unknown latency target {target!r}; known: {', '.join(TARGETS)}")
 
 

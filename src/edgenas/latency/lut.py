@@ -3,8 +3,9 @@
 Schema (JSON, ``schema_version`` 1): ``target`` (e.g. "cpu-ort"), ``device`` (a name), ``fingerprint`` (CPU
 model, cores, runtime and version, threads, precision), ``date``, ``entries`` keyed by ``layer_key`` (op,
 input and output shapes, kernel, stride, dilation, groups, activation, bias, precision) with the median and
-spread of the measured runs, and ``overhead``: end-to-end ms = sum of entries + a + b x number of layers,
-fitted on whole-model measurements (absent until fitted).
+spread of the measured runs, and ``overhead``: end-to-end ms = scale x (sum of entries) + a + b x number of
+layers, fitted on whole-model measurements (absent until fitted). The scale absorbs what timing a layer alone
+gets systematically wrong (warm caches, no neighbours competing for them).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Fingerprint(_Model):
 
 
 class Overhead(_Model):
+    scale: float = 1.0
     a_ms: float
     b_ms_per_layer: float
     fitted_on: int  # number of whole-model measurements

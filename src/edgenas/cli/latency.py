@@ -1,0 +1,156 @@
+"""Latency commands: predict, calibrate, check; lookup tables: build, kit, import."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .commands import _arch_from
+from .output import emit_json, table
+
+DEFAULT_CACHE = Path(os.environ.get("EDGENAS_CACHE", Path.home() / ".cache" / "edgenas"))
+
+
+def _model(args, **options):
+    from ..latency import get_latency_model
+
+    return get_latency_model(args.target, cache_dir=args.cache_dir, lut_path=getattr(args, "lut", None), **options)
+
+
+def cmd_latency(args) -> int:
+    arch = _arch_from(args.ref, args.input_size)
+    report = _model(args).predict(arch)
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    rows = [[x.path, x.op, f"{x.value:.4f}", x.source] for x in report.layers]
+    print(table(rows, ["layer", "op", report.unit, "source"], "llrl"))
+    print(f"\n{report.arch or args.ref} @ {report.input_size}x{report.input_size} on {report.target} "
+          f"({report.precision}): {report.total:.4f} {report.unit}")
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from ..latency.calibrate import calibrate
+
+    if args.target != "edgetpu":
+        print(f"edgenas: error: calibrate fits the edgetpu model; {args.target!r} is measured, not fitted",
+              file=sys.stderr)
+        return 1
+    sweep = [float(p) for p in args.sweep.split(",")] if args.sweep else []
+    results = {p: calibrate(_model(args), dw_packing=p) for p in sweep}
+    main = calibrate(_model(args), dw_packing=args.dw_packing)
+    if args.json:
+        emit_json({**main.to_dict(), "sweep": {str(p): {k: v for k, v in r.to_dict().items() if k != "models"}
+                                               for p, r in results.items()}})
+        return 0
+    p = main.params
+    print(f"edgetpu parameters (dw_packing {p.dw_packing:g} fixed; the rest fitted to {len(main.models)} published "
+          "Pixel 6 Edge TPU latencies):")
+    print(f"  ms per Mcycle {p.ms_per_mcycle:.4f} (effective clock {1 / p.ms_per_mcycle:.3f} GHz), "
+          f"per-layer overhead {p.layer_overhead_ms * 1e3:.2f} us, fixed {p.fixed_ms:.3f} ms\n")
+    rows = [[m, f"{a:.2f}", f"{b:.3f}", f"{(b / a - 1) * 100:+.1f}%", f"{c:.3f}", f"{(c / a - 1) * 100:+.1f}%"]
+            for m, a, b, c in zip(main.models, main.published, main.predicted, main.loo_predicted)]
+    print(table(rows, ["model", "published ms", "fitted", "error", "leave-one-out", "error"], "lrrrrr"))
+    print(f"\nMAPE {main.mape:.2f}%, leave-one-out MAPE {main.loo_mape:.2f}% (max {main.loo_max:.1f}%), "
+          f"Kendall tau {main.kendall_tau:.3f}")
+    for shape, ms in main.blocks.items():
+        print(f"{shape} block (e4, 3x3): " + ", ".join(f"{k} {v * 1e3:.1f} us" for k, v in ms.items()))
+    print(f"Google's finding (fused beats IBN early, IBN beats fused late): {'holds' if main.finding_holds else 'FAILS'}")
+    if results:
+        rows = [[f"{q:g}", f"{r.loo_mape:.2f}%", f"{r.kendall_tau:.3f}", "yes" if r.finding_holds else "no"]
+                for q, r in results.items()]
+        print("\n" + table(rows, ["dw_packing", "LOO MAPE", "tau", "finding holds"], "rrrl"))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from ..latency.check import check
+    from ..space import get_space
+
+    space = get_space(args.space)
+    rng = np.random.default_rng(args.seed)
+    archs = [space.sample_arch(rng) for _ in range(args.samples)]
+    fit_archs = [space.sample_arch(rng) for _ in range(args.fit_samples)]
+
+    def progress(i, n, res):
+        if not args.json:
+            e = res.errors[-1]
+            print(f"\r[{i}/{n}] last: predicted {res.predicted[-1]:.3f} ms, measured {res.measured[-1]:.3f} ms "
+                  f"({e * 100:+.1f}%)", end="", file=sys.stderr, flush=True)
+
+    model = _model(args, threads=args.threads)
+    result = check(model, archs, target=args.target, space=args.space, seed=args.seed, fit_archs=fit_archs,
+                   progress=progress)
+    if not args.json:
+        print(file=sys.stderr)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({**result.to_dict(), "lut": model.lut.fingerprint.model_dump()}))
+    s = result.summary()
+    if args.json:
+        emit_json(s)
+    else:
+        print(f"{args.target} on {args.space}: {s['samples']} architectures (seed {args.seed}; overhead fitted on "
+              f"{args.fit_samples} others)")
+        print(f"within +-10%: {s['within_10pct'] * 100:.1f}%   within +-5%: {s['within_5pct'] * 100:.1f}%   "
+              f"RMSE {s['rmse_ms']:.3f} ms   Kendall tau {s['kendall_tau']:.3f}")
+    return 0
+
+
+def cmd_lut_build(args) -> int:
+    from ..space import get_space
+
+    space = get_space(args.space)
+    rng = np.random.default_rng(args.seed)
+    model = _model(args, threads=args.threads)
+    archs = [space.sample_arch(rng) for _ in range(args.samples)]
+    for i, arch in enumerate(archs):
+        for layer in model.layers_of(arch):
+            model.entry(layer)
+        print(f"\r[{i + 1}/{len(archs)}] {len(model.lut.entries)} entries", end="", file=sys.stderr, flush=True)
+        model.save()
+    print(file=sys.stderr)
+    overhead = model.fit_overhead([space.sample_arch(rng) for _ in range(args.fit_samples)])
+    print(f"{model.lut_path}: {len(model.lut.entries)} entries ({model.measured} measured now); end-to-end = "
+          f"{overhead.scale:.3f} x sum {overhead.a_ms:+.3f} ms {overhead.b_ms_per_layer * 1e3:+.1f} us/layer "
+          f"(fitted on {overhead.fitted_on} models)")
+    return 0
+
+
+def cmd_lut_kit(args) -> int:
+    from ..latency.kit import write_kit
+    from ..space import get_space
+
+    space = get_space(args.space)
+    rng = np.random.default_rng(args.seed)
+    archs = [space.sample_arch(rng) for _ in range(args.samples)]
+
+    def progress(n):
+        print(f"\r{n} layers converted", end="", file=sys.stderr, flush=True)
+
+    manifest = write_kit(archs, args.out, archs[: args.fit_samples], space=args.space, progress=progress)
+    print(file=sys.stderr)
+    print(f"{args.out}: {len(manifest['layers'])} layer models, {len(manifest['models'])} whole models; next: "
+          f"BENCHMARK_MODEL=... {Path(args.out) / 'run_on_device.sh'}, then edgenas lut import {args.out} "
+          "--device NAME")
+    return 0
+
+
+def cmd_lut_import(args) -> int:
+    from ..latency.kit import import_results
+
+    lut = import_results(args.kit, args.device)
+    out = Path(args.out or Path(args.kit) / f"lut-cpu-litert-{args.device}.json")
+    lut.save(out)
+    fitted = (f"; end-to-end = {lut.overhead.scale:.3f} x sum {lut.overhead.a_ms:+.3f} ms "
+              f"{lut.overhead.b_ms_per_layer * 1e3:+.1f} us/layer") if lut.overhead else "; overhead not fitted"
+    print(f"{out}: {len(lut.entries)} entries for {args.device} ({lut.fingerprint.cpu}){fitted}")
+    print(f"use it: edgenas latency ARCH --target cpu-litert --lut {out}")
+    return 0

@@ -1,0 +1,171 @@
+"""What every measured target shares: a lookup table of per-layer medians, filled lazily on the machine it
+belongs to, whole-model measurement, and the fitted correction from layer sums to end-to-end latency."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..env import cpu_model
+from ..spec import Arch, Layer, arch_layers
+from .base import LatencyError, LatencyReport, LayerTime
+from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
+
+MEASURED_OPS = ("conv", "linear", "pool", "add", "mul")
+
+
+def _act(name: str) -> nn.Module:
+    return {"relu": nn.ReLU(), "relu6": nn.ReLU6(), "hswish": nn.Hardswish(), "hsigmoid": nn.Hardsigmoid(),
+            "none": nn.Identity()}[name]
+
+
+class _Binary(nn.Module):
+    def __init__(self, op: str):
+        super().__init__()
+        self.op = op
+
+    def forward(self, x, y):
+        return x + y if self.op == "add" else x * y
+
+
+class Passthrough(nn.Module):
+    """The cheapest real graph over the same inputs: what a session call costs without the layer."""
+
+    def forward(self, *xs):
+        outs = tuple(x + 0 for x in xs)  # every input used, so exporters keep them all
+        return outs[0] if len(outs) == 1 else outs
+
+
+def layer_module(layer: Layer) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """A stand-alone module and inputs that compute ``layer`` as the deployed (BN-folded) graph does."""
+    c, (h, w) = layer.in_channels, layer.in_size
+    x = torch.randn(1, c, h, w)
+    if layer.op == "conv":
+        pad = (layer.kernel_size - 1) // 2 * layer.dilation
+        conv = nn.Conv2d(c, layer.out_channels, layer.kernel_size, layer.stride, pad, layer.dilation, layer.groups,
+                         bias=layer.bias or layer.norm)
+        return nn.Sequential(conv, _act(layer.act)).eval(), (x,)
+    if layer.op == "linear":
+        return nn.Sequential(nn.Linear(c, layer.out_channels), _act(layer.act)).eval(), (torch.randn(1, c),)
+    if layer.op == "pool":
+        return nn.AdaptiveAvgPool2d(1), (x,)
+    if layer.op in ("add", "mul"):
+        other = torch.randn(1, c, h, w) if layer.op == "add" else torch.rand(1, c, 1, 1)
+        return _Binary(layer.op), (x, other)
+    raise LatencyError(f"{layer.path}: cannot measure a {layer.op!r} layer")
+
+
+def arch_module(arch: Arch) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    from ..nn import build_model
+
+    torch.manual_seed(0)
+    return build_model(arch).eval(), (torch.randn(1, arch.in_channels, arch.input_size, arch.input_size),)
+
+
+class MeasuredModel:
+    """Subclasses give ``runtime``, ``runtime_version()`` and ``time_module(module, inputs) -> [ms, ...]``."""
+
+    name = "measured"
+    unit = "ms"
+    runtime = ""
+
+    def __init__(self, *, precision: str = "fp32", threads: int = 1, runs: int = 30,
+                 lut_path: str | Path | None = None, lut: Lut | None = None, device: str = "this-cpu"):
+        self.precision, self.threads, self.runs = precision, threads, runs
+        self.lut_path = Path(lut_path) if lut_path else None
+        self._lut, self.device = lut, device
+        self.measured = 0
+        self._passthrough_ms: dict[tuple, float] = {}  # per input signature, for this process
+
+    def runtime_version(self) -> str:
+        raise NotImplementedError
+
+    def time_module(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], runs: int) -> list[float]:
+        raise NotImplementedError
+
+    def this_machine(self) -> Fingerprint:
+        return Fingerprint(cpu=cpu_model(), cores=os.cpu_count() or 1, runtime=self.runtime,
+                           runtime_version=self.runtime_version(), threads=self.threads, precision=self.precision)
+
+    @property
+    def lut(self) -> Lut:
+        if self._lut is None:
+            if self.lut_path and self.lut_path.is_file():
+                self._lut = Lut.load(self.lut_path)
+                if self._lut.target != self.name:
+                    raise LatencyError(f"{self.lut_path}: a {self._lut.target} table, not {self.name}")
+            else:
+                self._lut = Lut(target=self.name, device=self.device, fingerprint=self.this_machine(),
+                                date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        return self._lut
+
+    def _check_machine(self, what: str) -> None:
+        diff = self.lut.fingerprint.differences(self.this_machine())
+        if diff:
+            raise LatencyError(f"{what}: the lookup table belongs to {self.lut.device!r} and this machine differs "
+                               f"({'; '.join(diff)}), so it cannot be measured here")
+
+    def entry(self, layer: Layer) -> LutEntry:
+        key = layer_key(layer, self.precision)
+        if key not in self.lut.entries:
+            self._check_machine(f"{layer.path} ({key}) has no entry")
+            module, inputs = layer_module(layer)
+            # A call costs time of its own (input binding, output allocation, layout changes at the edges) that
+            # a whole model pays once, not per layer: time the same inputs through a passthrough and take it off.
+            times = np.array(self.time_module(module, inputs, self.runs))
+            signature = tuple(tuple(t.shape) for t in inputs)
+            if signature not in self._passthrough_ms:
+                self._passthrough_ms[signature] = statistics.median(self.time_module(Passthrough(), inputs, self.runs))
+            empty = self._passthrough_ms[signature]
+            q = np.percentile(times - empty, [10, 50, 90])
+            self.lut.entries[key] = LutEntry(median_ms=max(float(q[1]), 0.0), p10_ms=float(q[0]),
+                                             p90_ms=float(q[2]), runs=len(times))
+            self.measured += 1
+            if self.measured % 10 == 0:
+                self.save()  # a long build interrupted loses at most ten measurements
+        return self.lut.entries[key]
+
+    def layers_of(self, arch: Arch) -> list[Layer]:
+        return [x for x in arch_layers(arch) if x.op in MEASURED_OPS]
+
+    def predict(self, arch: Arch) -> LatencyReport:
+        layers = self.layers_of(arch)
+        times = [LayerTime(x.path, x.op, self.entry(x).median_ms, "lut") for x in layers]
+        notes, overhead = [], self.lut.overhead
+        if overhead is None:
+            notes.append("overhead not fitted (edgenas lut build fits it): the total is the sum of the layers")
+        else:
+            layer_sum = sum(t.value for t in times)
+            times.append(LayerTime("overhead", "fitted", (overhead.scale - 1) * layer_sum + overhead.a_ms
+                                   + overhead.b_ms_per_layer * len(layers), "fitted overhead"))
+        self.save()
+        return LatencyReport(self.name, arch.name, arch.input_size, sum(t.value for t in times), self.unit,
+                             self.precision, times, {"device": self.lut.device, **self.lut.fingerprint.model_dump()},
+                             notes)
+
+    def measure(self, arch: Arch, runs: int | None = None) -> float:
+        """Median end-to-end ms of the whole model (eval mode, batch 1) on this machine."""
+        self._check_machine(f"{arch.name or 'arch'} end to end")
+        return statistics.median(self.time_module(*arch_module(arch), runs or self.runs))
+
+    def fit_overhead(self, archs: list[Arch]) -> Overhead:
+        """Least squares of the measured end-to-end ms on [sum of entries, 1, number of layers] over ``archs``."""
+        rows, measured = [], []
+        for arch in archs:
+            layers = self.layers_of(arch)
+            measured.append(self.measure(arch))
+            rows.append([sum(self.entry(x).median_ms for x in layers), 1.0, len(layers)])
+        (scale, a, b), *_ = np.linalg.lstsq(np.array(rows), np.array(measured), rcond=None)
+        self.lut.overhead = Overhead(scale=float(scale), a_ms=float(a), b_ms_per_layer=float(b), fitted_on=len(archs))
+        self.save()
+        return self.lut.overhead
+
+    def save(self) -> None:
+        if self.lut_path is not None and self._lut is not None:
+            self._lut.save(self.lut_path)

@@ -1,0 +1,154 @@
+"""Latency models: SCALE-Sim cycles pinned, the calibrated accelerator, measured CPU tables and their errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgenas.latency import LatencyError, get_latency_model
+from edgenas.latency.calibrate import CALIBRATION_MODELS, calibrate, features, fit
+from edgenas.latency.edgetpu import DEFAULT_PARAMS, EdgeTPUModel, EdgeTPUParams, layer_cycles
+from edgenas.latency.lut import Lut, layer_key
+from edgenas.latency.scalesim_cycles import ConvShape, CycleCache, simulate
+from edgenas.models import get_arch
+from edgenas.spec import IBN, Arch, Head, Layer, Preprocess, Stage, Stem, arch_layers
+
+
+def tiny_arch(width: int = 16, kernel: int = 3) -> Arch:
+    return Arch(name=f"tiny{width}k{kernel}", input_size=16, in_channels=1, stem=Stem(out_channels=8),
+                stages=(Stage(out_channels=width, blocks=(IBN(expand_ratio=4, kernel_size=kernel, stride=2),
+                                                          IBN(expand_ratio=2))),),
+                head=Head(conv_channels=None, num_classes=4), preprocess=Preprocess(mean=(0.5,), std=(0.5,)))
+
+
+# SCALE-Sim v3, 64x64 weight-stationary array, 'same' padding, 56x56 input.
+PINNED_CYCLES = [((56, 56, 1, 24, 192, 1), 9_977), ((56, 56, 3, 24, 192, 1), 39_911), ((56, 56, 3, 1, 1, 1), 3_325),
+                 ((112, 112, 3, 16, 128, 2), 19_955)]  # 3 x 2 folds of 56x56 outputs
+
+
+@pytest.mark.parametrize("shape,cycles", PINNED_CYCLES)
+def test_scalesim_cycles_are_pinned(shape, cycles):
+    assert simulate(ConvShape(*shape)) == cycles
+
+
+def test_depthwise_bounds_and_grouped_convs():
+    cache = CycleCache()
+    dw = Layer("dw", "conv", 192, 192, (56, 56), (56, 56), 3, 1, 1, 192, norm=True)
+    cyc = layer_cycles(dw, cache)
+    assert cyc.dw_per_channel == 192 * 3_325 == 638_400  # SCALE-Sim's per-channel mapping
+    assert cyc.dw_packed == 3 * simulate(ConvShape(56, 56, 3, 64, 64, 1))  # 64 channels per pass
+    gc = Layer("gc", "conv", 48, 192, (28, 28), (28, 28), 3, 1, 1, 3, norm=True)
+    assert layer_cycles(gc, cache).dense == 3 * simulate(ConvShape(28, 28, 3, 16, 64, 1))
+
+
+def test_cycle_cache_is_persistent_and_content_addressed(tmp_path):
+    path = tmp_path / "cycles.json"
+    first = EdgeTPUModel(cache=CycleCache(path))
+    a = first.predict(tiny_arch()).total
+    assert first.cache.simulated > 0 and path.is_file()
+    second = EdgeTPUModel(cache=CycleCache(path))
+    assert second.predict(tiny_arch()).total == a and second.cache.simulated == 0
+    path.write_text("{not json")
+    with pytest.raises(LatencyError, match="not a SCALE-Sim cycle cache"):
+        EdgeTPUModel(cache=CycleCache(path)).predict(tiny_arch())
+
+
+def test_edgetpu_report_is_per_layer_at_the_deployment_size():
+    report = EdgeTPUModel().predict(get_arch("mobilenet_edgetpu_v2_tiny"))
+    assert report.unit == "ms" and report.precision == "int8" and report.input_size == 224
+    assert sum(x.value for x in report.layers) == pytest.approx(report.total)
+    assert len(report.layers) == 54 + 1  # conv/linear layers + the fixed invocation cost
+    assert report.total == pytest.approx(0.729, abs=0.002)  # published 0.78 ms
+    assert any("dw_packing" in n for n in report.notes)
+
+
+def test_calibration_recovers_known_parameters_from_synthetic_data():
+    model = EdgeTPUModel()
+    truth = EdgeTPUParams(ms_per_mcycle=0.5, layer_overhead_ms=0.002, fixed_ms=0.1)
+    x, offchip = features(model, [get_arch(n) for n in CALIBRATION_MODELS], truth.dw_packing)
+    y = x @ np.array([0.5, 0.002, 0.1])
+    got = fit(x, y, truth)
+    assert (got.ms_per_mcycle, got.layer_overhead_ms, got.fixed_ms) == pytest.approx((0.5, 0.002, 0.1), rel=1e-6)
+    assert not offchip.any()  # at 224 every int8 tensor fits the assumed 8 MiB on chip
+
+
+def test_calibration_on_published_latencies_meets_the_bars_and_gives_the_defaults():
+    result = calibrate(EdgeTPUModel())
+    assert result.loo_mape <= 5.0 and result.kendall_tau >= 0.9 and result.finding_holds
+    assert result.params == pytest.approx(DEFAULT_PARAMS) or result.params.ms_per_mcycle == pytest.approx(
+        DEFAULT_PARAMS.ms_per_mcycle)
+    assert result.params.fixed_ms == pytest.approx(DEFAULT_PARAMS.fixed_ms)
+    per_channel = calibrate(EdgeTPUModel(), dw_packing=0.0)
+    assert not per_channel.finding_holds  # depthwise as SCALE-Sim maps it: IBN loses late too
+
+
+def test_macs_proxy_and_unknown_target():
+    report = get_latency_model("macs").predict(get_arch("mobilenet_v2"))
+    assert report.unit == "MMACs" and report.total == pytest.approx(300.774272)
+    with pytest.raises(LatencyError, match="unknown latency target 'gpu'; known: macs, edgetpu, cpu-ort"):
+        get_latency_model("gpu")
+
+
+def test_cpu_ort_table_is_filled_lazily_and_round_trips(tmp_path):
+    model = get_latency_model("cpu-ort", cache_dir=tmp_path, runs=5)
+    report = model.predict(tiny_arch())
+    n = model.measured
+    assert n == len({layer_key(x, "fp32") for x in model.layers_of(tiny_arch())}) and report.total > 0
+    assert any("overhead not fitted" in note for note in report.notes)
+    again = get_latency_model("cpu-ort", cache_dir=tmp_path, runs=5)
+    assert again.predict(tiny_arch()).total == pytest.approx(report.total) and again.measured == 0
+    overhead = again.fit_overhead([tiny_arch(w, k) for w in (8, 16, 24) for k in (3, 5)])
+    assert overhead.fitted_on == 6 and again.measure(tiny_arch()) > 0
+    lut = Lut.load(tmp_path / "lut-cpu-ort.json")
+    assert lut.fingerprint.runtime == "onnxruntime" and lut.overhead == overhead
+    assert all(e.p10_ms <= e.p90_ms for e in lut.entries.values())
+
+
+def test_a_table_from_another_machine_is_used_but_never_extended(tmp_path):
+    model = get_latency_model("cpu-ort", cache_dir=tmp_path, runs=3)
+    model.predict(tiny_arch())
+    path = tmp_path / "lut-cpu-ort.json"
+    data = json.loads(path.read_text())
+    data["fingerprint"]["cpu"] = "Some Phone CPU"
+    path.write_text(json.dumps(data))
+    other = get_latency_model("cpu-ort", cache_dir=tmp_path)
+    assert other.predict(tiny_arch()).total > 0  # every entry is there: fine anywhere
+    with pytest.raises(LatencyError, match=r"has no entry: the lookup table belongs to 'this-cpu' and this machine "
+                                           r"differs \(cpu 'Some Phone CPU'"):
+        other.predict(tiny_arch(width=24))
+    with pytest.raises(LatencyError, match="cannot be measured here"):
+        other.measure(tiny_arch())
+
+
+def test_bad_tables(tmp_path):
+    bad = tmp_path / "lut.json"
+    bad.write_text(json.dumps({"schema_version": 9}))
+    with pytest.raises(LatencyError, match="LUT schema_version 9 is not supported"):
+        Lut.load(bad)
+    bad.write_text(json.dumps({"schema_version": 1, "target": "cpu-ort"}))
+    with pytest.raises(LatencyError, match="lut.json: device: Field required"):
+        Lut.load(bad)
+    with pytest.raises(LatencyError, match="cannot read a lookup table"):
+        Lut.load(tmp_path / "missing.json")
+
+
+def test_check_reports_nn_meter_metrics(tmp_path):
+    from edgenas.latency.check import check
+
+    model = get_latency_model("cpu-ort", cache_dir=tmp_path, runs=5)
+    archs = [tiny_arch(w) for w in (8, 16, 24)]
+    result = check(model, archs, target="cpu-ort", space="tiny", seed=0,
+                   fit_archs=[tiny_arch(w, 5) for w in (8, 16, 24, 32)])
+    s = result.summary()
+    assert s["samples"] == 3 and 0 <= s["within_10pct"] <= 1 and s["rmse_ms"] >= 0 and -1 <= s["kendall_tau"] <= 1
+
+
+def test_every_layer_op_can_be_measured():
+    from edgenas.latency.measured import layer_module
+
+    layers = arch_layers(get_arch("mobilenet_v3_small").replace(input_size=32))
+    assert {x.op for x in layers} == {"conv", "linear", "pool", "add", "mul"}
+    for layer in {x.op: x for x in layers}.values():
+        module, inputs = layer_module(layer)
+        out = module(*inputs)
+        assert out.shape[1] == layer.out_channels

@@ -1,0 +1,48 @@
+"""The latency and lookup-table commands."""
+
+import json
+
+import pytest
+
+from edgenas.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_latency_edgetpu_table_and_json(capsys, tmp_path):
+    code, out, _ = run(capsys, "latency", "mobilenet_edgetpu_v2_s", "--target", "edgetpu", "--cache-dir", str(tmp_path))
+    assert code == 0 and "stages[1].blocks[1].expand" in out and "on edgetpu (int8): 1.02" in out
+    code, out, _ = run(capsys, "latency", "mobilenet_edgetpu_v2_s", "--target", "macs", "--json")
+    assert json.loads(out)["total"] == pytest.approx(1198.003968)
+
+
+def test_calibrate_prints_the_published_table(capsys, tmp_path):
+    code, out, _ = run(capsys, "latency", "calibrate", "--target", "edgetpu", "--cache-dir", str(tmp_path),
+                       "--sweep", "0,1")
+    assert code == 0 and "mobilenet_edgetpu_v2_tiny          0.78" in out and "leave-one-out MAPE 3.83%" in out
+    assert "finding (fused beats IBN early, IBN beats fused late): holds" in out
+    code, out, _ = run(capsys, "latency", "calibrate", "--target", "edgetpu", "--cache-dir", str(tmp_path), "--json",
+                       "--sweep", "0")
+    doc = json.loads(out)
+    assert doc["loo_mape"] < 5 and doc["kendall_tau"] >= 0.9 and doc["sweep"]["0.0"]["finding_holds"] is False
+    code, _, err = run(capsys, "latency", "calibrate", "--target", "cpu-ort")
+    assert code == 1 and "calibrate fits the edgetpu model" in err
+
+
+def test_check_and_lut_build_on_small_28(capsys, tmp_path):
+    code, out, err = run(capsys, "latency", "check", "--target", "cpu-ort", "--space", "small-28", "--samples", "2",
+                         "--fit-samples", "3", "--cache-dir", str(tmp_path), "--json", "--out", str(tmp_path / "c.json"))
+    assert code == 0 and json.loads(out)["samples"] == 2
+    assert len(json.loads((tmp_path / "c.json").read_text())["measured"]) == 2
+    code, out, _ = run(capsys, "lut", "build", "--target", "cpu-ort", "--space", "small-28", "--samples", "1",
+                       "--fit-samples", "3", "--seed", "5", "--cache-dir", str(tmp_path))
+    assert code == 0 and "lut-cpu-ort.json" in out and "fitted on 3 models" in out
+
+
+def test_unknown_target_is_one_line(capsys):
+    code, _, err = run(capsys, "latency", "mobilenet_v2", "--target", "npu")
+    assert code == 1 and err.startswith("edgenas: error: unknown latency target 'npu'") and err.count("\n") == 1
