@@ -152,3 +152,11 @@ def test_every_layer_op_can_be_measured():
         module, inputs = layer_module(layer)
         out = module(*inputs)
         assert out.shape[1] == layer.out_channels
+
+
+def test_cpu_ort_int8_quantizes_layers_and_models(tmp_path):
+    model = get_latency_model("cpu-ort-int8", cache_dir=tmp_path, runs=5)
+    assert model.predict(tiny_arch()).precision == "int8" and model.measure(tiny_arch()) > 0
+    assert Lut.load(tmp_path / "lut-cpu-ort-int8.json").fingerprint.precision == "int8"
+    with pytest.raises(LatencyError, match="a cpu-ort-int8 table, not cpu-ort"):
+        get_latency_model("cpu-ort", lut_path=tmp_path / "lut-cpu-ort-int8.json").predict(tiny_arch())

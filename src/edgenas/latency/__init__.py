@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .base import LatencyError, LatencyModel, LatencyReport, LayerTime
 
-TARGETS = ("macs", "edgetpu", "cpu-ort", "cpu-litert")
+TARGETS = ("macs", "edgetpu", "cpu-ort", "cpu-ort-int8", "cpu-litert")
 
 
 def get_latency_model(target: str, *, cache_dir: str | Path | None = None, lut_path: str | Path | None = None,
@@ -23,14 +23,15 @@ def get_latency_model(target: str, *, cache_dir: str | Path | None = None, lut_p
         from .scalesim_cycles import CycleCache
 
         return EdgeTPUModel(cache=CycleCache(cache_dir / "scalesim-cycles.json" if cache_dir else None), **options)
-    if target in ("cpu-ort", "cpu-litert"):
+    if target in ("cpu-ort", "cpu-ort-int8", "cpu-litert"):
         from .cpu_ort import CpuOrtModel
         from .litert import CpuLitertModel
 
-        cls = CpuOrtModel if target == "cpu-ort" else CpuLitertModel
         if lut_path is None and cache_dir is not None:
             lut_path = cache_dir / f"lut-{target}.json"
-        return cls(lut_path=lut_path, **options)
+        if target == "cpu-litert":
+            return CpuLitertModel(lut_path=lut_path, **options)
+        return CpuOrtModel(precision="int8" if target == "cpu-ort-int8" else "fp32", lut_path=lut_path, **options)
     raise LatencyError(f"unknown latency target {target!r}; known: {', '.join(TARGETS)}")
 
 
