@@ -1,6 +1,7 @@
 """Latency models: SCALE-Sim cycles pinned, the calibrated accelerator, measured CPU tables and their errors."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -160,3 +161,14 @@ def test_cpu_ort_int8_quantizes_layers_and_models(tmp_path):
     assert Lut.load(tmp_path / "lut-cpu-ort-int8.json").fingerprint.precision == "int8"
     with pytest.raises(LatencyError, match="a cpu-ort-int8 table, not cpu-ort"):
         get_latency_model("cpu-ort", lut_path=tmp_path / "lut-cpu-ort-int8.json").predict(tiny_arch())
+
+
+def test_unmappable_layers_and_approximations_are_announced():
+    with pytest.raises(LatencyError, match="SCALE-Sim cannot map .* every dimension must be positive"):
+        simulate(ConvShape(8, 8, 3, 0, 16, 1))
+    arch = get_arch("mobilenet_edgetpu_v2_tiny").replace(input_size=64)
+    assert not any("on-chip memory" in n for n in EdgeTPUModel().predict(arch).notes)
+    small_sram = EdgeTPUParams(ms_per_mcycle=0.68, layer_overhead_ms=0.0, fixed_ms=0.14, sram_mib=0.05)
+    report = EdgeTPUModel(small_sram).predict(arch)
+    assert any("exceed the assumed on-chip memory" in n for n in report.notes)
+    assert report.total > EdgeTPUModel(replace(small_sram, sram_mib=8.0)).predict(arch).total

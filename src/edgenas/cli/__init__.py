@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from ..data.fashion_mnist import DEFAULT_DIR, DataError
+from ..export import ExportError
 from ..latency import LatencyError
 from ..spec import SpecError
-from . import commands, latency
+from . import commands, export, latency, train
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +51,43 @@ def _parser() -> argparse.ArgumentParser:
     ss.add_argument("--seed", type=int, default=0)
     ss.set_defaults(func=commands.cmd_space_show)
     _latency_parsers(sub, jsonp)
+    _train_parsers(sub, jsonp)
     return p
+
+
+def _train_parsers(sub, jsonp) -> None:
+    t = sub.add_parser("train", parents=[jsonp], help="train a model (torchrun --nproc_per_node N for data "
+                                                       "parallel)")
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--model", help="registered model name")
+    src.add_argument("--arch", help="arch file (.yaml/.json)")
+    t.add_argument("--config", help="run config YAML (only what differs from the defaults)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.lr=0.05")
+    t.add_argument("--data-dir")
+    t.add_argument("--out", help="run folder (checkpoint.pt, metrics.jsonl, config.yaml, arch.yaml)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.set_defaults(func=train.cmd_train)
+
+    e = sub.add_parser("eval", parents=[jsonp], help="top-1/top-5/per-class accuracy of a checkpoint or timm weights")
+    e.add_argument("checkpoint", nargs="?")
+    e.add_argument("--model", help="with --weights: a timm-layout model name")
+    e.add_argument("--weights", help="timm state dict (.safetensors or torch file)")
+    e.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a checkpoint")
+    e.add_argument("--data-dir")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE")
+    e.set_defaults(func=train.cmd_eval)
+
+    x = sub.add_parser("export", parents=[jsonp], help="checkpoint -> onnx | onnx-int8 | tflite, parity-checked")
+    x.add_argument("checkpoint")
+    x.add_argument("--format", choices=("onnx", "onnx-int8", "tflite"), default="onnx")
+    x.add_argument("--out", help="file to write (default: beside the checkpoint)")
+    x.add_argument("--gc-mode", choices=("native", "split"), default="native",
+                   help="GC-IBN convs as native grouped convs or slice -> conv -> concat")
+    x.add_argument("--ema", action="store_true", help="export the EMA weights")
+    x.add_argument("--check-images", type=int, default=1000, help="test images for the parity check")
+    x.add_argument("--calibration-images", type=int, default=256, help="training images for int8 ranges")
+    x.add_argument("--data-dir")
+    x.set_defaults(func=export.cmd_export)
 
 
 def _latency_parsers(sub, jsonp) -> None:
@@ -115,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SpecError, DataError, LatencyError, FileNotFoundError, ValueError) as err:
+    except (SpecError, DataError, LatencyError, ExportError, FileNotFoundError, ValueError) as err:
         print(f"edgenas: error: {err}", file=sys.stderr)
         return 1
     except KeyError as err:

@@ -8,26 +8,11 @@ layers' medians) + a + b x layers, fitted on whole-model measurements (``measure
 
 from __future__ import annotations
 
-import io
-import logging
-import time
-import warnings
-from pathlib import Path
-
 import torch
-from torch import nn
 
+from ..export.onnx import quantize_int8, to_onnx
 from .base import LatencyError
-from .measured import MeasuredModel
-
-
-def to_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bytes:
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(module.eval(), inputs, buf, dynamo=False, opset_version=17,
-                          input_names=[f"in{i}" for i in range(len(inputs))])
-    return buf.getvalue()
+from .measured import MeasuredModel, repeat
 
 
 def time_onnx(model: bytes, inputs: tuple[torch.Tensor, ...], threads: int, runs: int, warmup: int = 3) -> list[float]:
@@ -42,43 +27,7 @@ def time_onnx(model: bytes, inputs: tuple[torch.Tensor, ...], threads: int, runs
     feed = {f"in{i}": t.numpy() for i, t in enumerate(inputs)}
     for _ in range(warmup):
         session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
-def quantize_int8(model: bytes, inputs: tuple[torch.Tensor, ...], calibration: int = 4) -> bytes:
-    """Static int8 post-training quantization (QDQ, per-channel int8 weights, uint8 activations), calibrated on
-    ``calibration`` random draws shaped like ``inputs``: the graph ORT runs with int8 kernels."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            gen = torch.Generator().manual_seed(0)
-            self.feeds = iter([{f"in{i}": torch.randn(t.shape, generator=gen).numpy() for i, t in enumerate(inputs)}
-                               for _ in range(calibration)])
-
-        def get_next(self):
-            return next(self.feeds, None)
-
-    logging.disable(logging.WARNING)  # the quantizer logs advice on the root logger for every graph
-    try:
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw, src, dst = f"{tmp}/raw.onnx", f"{tmp}/fp32.onnx", f"{tmp}/int8.onnx"
-            Path(raw).write_bytes(model)
-            quant_pre_process(raw, src)  # folds BatchNorm into the convs and fixes shapes, as ORT recommends
-            quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-            return Path(dst).read_bytes()
-    finally:
-        logging.disable(logging.NOTSET)
+    return repeat(lambda: session.run(None, feed), runs)
 
 
 class CpuOrtModel(MeasuredModel):
@@ -99,5 +48,8 @@ class CpuOrtModel(MeasuredModel):
     def time_module(self, module, inputs, runs):
         model = to_onnx(module, inputs)
         if self.precision == "int8":
-            model = quantize_int8(model, inputs)
+            # ranges from a few random draws: the timing does not depend on them
+            gen = torch.Generator().manual_seed(0)
+            model = quantize_int8(model, [tuple(torch.randn(t.shape, generator=gen) for t in inputs)
+                                          for _ in range(4)])
         return time_onnx(model, inputs, self.threads, runs)

@@ -90,12 +90,15 @@ class EdgeTPUModel:
 
     def predict(self, arch: Arch) -> LatencyReport:
         p = self.params
-        layers = []
-        for layer, cyc, offchip in self.layer_terms(arch):
+        layers, terms = [], self.layer_terms(arch)
+        for layer, cyc, offchip in terms:
             ms = cyc.total(p.dw_packing) * p.ms_per_mcycle / 1e6 + p.layer_overhead_ms + offchip / (p.offchip_gbps * 1e6)
             layers.append(LayerTime(layer.path, layer.op, ms, "scalesim"))
         layers.append(LayerTime("fixed", "invoke", p.fixed_ms, "fitted"))
         self.cache.save()
         notes = [f"depthwise convs at dw_packing={p.dw_packing:g} (0: SCALE-Sim per-channel, 1: 64 channels/pass)"]
+        if any(b for _, _, b in terms):
+            notes.append("some tensors exceed the assumed on-chip memory: their bytes are charged at "
+                         f"{p.offchip_gbps:g} GB/s (an assumption, not fitted)")
         return LatencyReport(self.name, arch.name, arch.input_size, sum(x.value for x in layers), self.unit, "int8",
                              layers, {"array": [self.cache.rows, self.cache.cols], "params": asdict(p)}, notes)

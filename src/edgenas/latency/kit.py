@@ -14,13 +14,11 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from ..spec import Arch
 from .base import LatencyError
-from .litert import to_tflite
+from ..export.litert import to_tflite
 from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
-from .measured import MEASURED_OPS, Passthrough, arch_module, layer_module
+from .measured import MEASURED_OPS, Passthrough, arch_module, fit_correction, layer_module
 
 SCRIPT = r"""#!/usr/bin/env bash
 # Runs LiteRT's benchmark_model on every .tflite of this kit on an Android device over adb.
@@ -154,8 +152,7 @@ def _fit(models: list[dict], entries: dict, kit: Path) -> Overhead | None:
     for m in models:
         measured.append(parse_benchmark(kit / "results" / f"{m['file']}.txt")["median_us"] / 1e3)
         rows.append([sum(entries[k].median_ms for k in m["keys"]), 1.0, len(m["keys"])])
-    (scale, a, b), *_ = np.linalg.lstsq(np.array(rows), np.array(measured), rcond=None)
-    return Overhead(scale=float(scale), a_ms=float(a), b_ms_per_layer=float(b), fitted_on=len(models))
+    return fit_correction(rows, measured)
 
 
 def _read(path: Path) -> str:

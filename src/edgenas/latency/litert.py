@@ -8,48 +8,12 @@ interpreter at fixed threads. The lookup-table logic is shared with ``cpu-ort`` 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import os
 import tempfile
-import time
-import warnings
 from pathlib import Path
 
-import torch
-from torch import nn
-
+from ..export.litert import to_tflite
 from .base import LatencyError
-from .measured import MeasuredModel
-
-
-@contextlib.contextmanager
-def _quiet():
-    """litert-torch logs every conversion step; keep the user's terminal for our own progress."""
-    logging.getLogger("litert_torch").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
-
-
-def to_tflite(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str | Path) -> Path:
-    """Convert with channel-last I/O: 4-D inputs and the output are NHWC in the .tflite."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        import litert_torch
-    except ImportError:
-        raise LatencyError("cpu-litert needs the litert extra: pip install 'edgenas[litert]'") from None
-    four_d = [i for i, t in enumerate(inputs) if t.dim() == 4]
-    with torch.no_grad():
-        out = module.eval()(*inputs)
-    out_4d = (out[0] if isinstance(out, tuple) else out).dim() == 4
-    wrapped = litert_torch.to_channel_last_io(module, args=four_d, outputs=[0] if out_4d else []).eval()
-    nhwc = tuple(t.permute(0, 2, 3, 1).contiguous() if t.dim() == 4 else t for t in inputs)
-    with _quiet():
-        edge = litert_torch.convert(wrapped, nhwc)
-        edge.export(str(path))
-    return Path(path)
+from .measured import MeasuredModel, repeat
 
 
 def time_tflite(path: str | Path, threads: int, runs: int, warmup: int = 3) -> list[float]:
@@ -63,12 +27,7 @@ def time_tflite(path: str | Path, threads: int, runs: int, warmup: int = 3) -> l
         interpreter.set_tensor(detail["index"], rng.standard_normal(detail["shape"]).astype(detail["dtype"]))
     for _ in range(warmup):
         interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        interpreter.invoke()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
+    return repeat(interpreter.invoke, runs)
 
 
 class CpuLitertModel(MeasuredModel):

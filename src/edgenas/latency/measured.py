@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -66,6 +67,24 @@ def arch_module(arch: Arch) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
 
     torch.manual_seed(0)
     return build_model(arch).eval(), (torch.randn(1, arch.in_channels, arch.input_size, arch.input_size),)
+
+
+def repeat(call, runs: int, min_total_ms: float = 50.0, max_runs: int = 5000) -> list[float]:
+    """Milliseconds of ``call``, at least ``runs`` times and until ``min_total_ms`` have passed (bounded by
+    ``max_runs``): microsecond layers get thousands of samples, so their medians are not timer noise."""
+    times: list[float] = []
+    while len(times) < runs or (sum(times) < min_total_ms and len(times) < max_runs):
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def fit_correction(rows: list[list[float]], measured: list[float]) -> Overhead:
+    """Weighted least squares of ``measured`` on rows of [sum of entries, 1, layers], weights 1 / measured."""
+    x, y = np.array(rows, dtype=float), np.array(measured, dtype=float)
+    (scale, a, b), *_ = np.linalg.lstsq(x / y[:, None], np.ones_like(y), rcond=None)
+    return Overhead(scale=float(scale), a_ms=float(a), b_ms_per_layer=float(b), fitted_on=len(y))
 
 
 class MeasuredModel:
@@ -155,14 +174,15 @@ class MeasuredModel:
         return statistics.median(self.time_module(*arch_module(arch), runs or self.runs))
 
     def fit_overhead(self, archs: list[Arch]) -> Overhead:
-        """Least squares of the measured end-to-end ms on [sum of entries, 1, number of layers] over ``archs``."""
+        """Fit end-to-end ms = scale x (sum of entries) + a + b x layers on whole-model measurements of
+        ``archs``, minimizing relative error (the figure the accuracy report judges), so small models count
+        as much as large ones."""
         rows, measured = [], []
         for arch in archs:
             layers = self.layers_of(arch)
             measured.append(self.measure(arch))
             rows.append([sum(self.entry(x).median_ms for x in layers), 1.0, len(layers)])
-        (scale, a, b), *_ = np.linalg.lstsq(np.array(rows), np.array(measured), rcond=None)
-        self.lut.overhead = Overhead(scale=float(scale), a_ms=float(a), b_ms_per_layer=float(b), fitted_on=len(archs))
+        self.lut.overhead = fit_correction(rows, measured)
         self.save()
         return self.lut.overhead
 

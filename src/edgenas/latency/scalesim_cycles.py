@@ -45,8 +45,8 @@ def simulate(shape: ConvShape, rows: int = 64, cols: int = 64) -> int:
     from scalesim.scale_config import scale_config
     from scalesim.topology_utils import topologies
 
-    if shape.kernel > shape.in_h + shape.kernel - 1 or min(shape.in_channels, shape.filters) < 1:
-        raise LatencyError(f"SCALE-Sim cannot map {shape}")
+    if min(shape.in_h, shape.in_w, shape.kernel, shape.in_channels, shape.filters, shape.stride) < 1:
+        raise LatencyError(f"SCALE-Sim cannot map {shape}: every dimension must be positive")
     out_h, out_w = shape.out_hw()
     pad_h = max((out_h - 1) * shape.stride + shape.kernel - shape.in_h, 0)
     pad_w = max((out_w - 1) * shape.stride + shape.kernel - shape.in_w, 0)

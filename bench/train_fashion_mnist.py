@@ -1,0 +1,48 @@
+"""Fashion-MNIST accuracy of a zoo model adapted to 28x28 inputs, trained on the CPU within a time budget.
+
+Runs `configs/fashion_mnist.yaml` (or --config), resumable (rerun with the same --out to continue after an
+interruption), and writes the final record with wall time and machine to JSON.
+
+    python bench/train_fashion_mnist.py --out runs/fashion_mnist --json bench/results/train_fashion_mnist.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from edgenas.config import load_config
+from edgenas.env import environment
+from edgenas.train.loop import fit_classification
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="configs/fashion_mnist.yaml")
+    ap.add_argument("--out", default="runs/fashion_mnist")
+    ap.add_argument("--json", default="bench/results/train_fashion_mnist.json")
+    ap.add_argument("--set", action="append", default=[])
+    args = ap.parse_args()
+    cfg = load_config(args.config, args.set + [f"out={args.out}"])
+    timing = Path(args.out) / "wall_seconds.json"
+    spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
+    t0 = time.time()
+    record = fit_classification(cfg, resume=True)
+    spent += time.time() - t0
+    timing.write_text(json.dumps({"seconds": spent}))
+    history = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines()
+               if '"val_top1"' in line]
+    result = {"model": cfg.model.name, "input": "28x28x1, stride-1 stem", "epochs": cfg.train.epochs,
+              "final": record, "best_val_top1": max(h["val_top1"] for h in history),
+              "wall_minutes": spent / 60, "config": cfg.model_dump(mode="json"),
+              "environment": environment(cfg.train.threads)}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    print(f"{cfg.model.name}: test top-1 {record['val_top1']:.2f}% after {cfg.train.epochs} epochs, "
+          f"{spent / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""export: a checkpoint to ONNX, int8 ONNX or LiteRT, parity-checked on the run's own test images."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from .output import emit_json
+
+
+def cmd_export(args) -> int:
+    import yaml
+
+    from ..config import load_config
+    from ..export import export
+    from ..nn import build_model
+    from ..spec import parse_arch
+    from ..train.checkpoint import load_checkpoint
+    from ..train.setup import datasets
+
+    state = load_checkpoint(args.checkpoint)
+    cfg = load_config(base=yaml.safe_load(state["config"]),
+                      overrides=[f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+    arch = parse_arch(json.loads(state["arch"]))
+    model = build_model(arch, gc_mode=args.gc_mode)
+    model.load_state_dict(state["ema"] if args.ema and state["ema"] else state["model"])
+    train_set, val_set = datasets(cfg, arch)
+    train_set.transform = val_set.transform  # calibrate on training images as the model sees them deployed
+    n = min(args.check_images, len(val_set))
+    images = torch.stack([val_set[i][0] for i in range(n)])
+    labels = torch.tensor([val_set[i][1] for i in range(n)])
+    calib = torch.stack([train_set[i][0] for i in range(min(args.calibration_images, len(train_set)))])
+    out = args.out or str(args.checkpoint).rsplit(".", 1)[0] + {"onnx": ".onnx", "onnx-int8": ".int8.onnx",
+                                                                "tflite": ".tflite"}[args.format]
+    report = export(model, args.format, out, images, labels, calib)
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    checks = (f"max |diff| vs PyTorch {report.max_abs_diff:.2e}" if report.max_abs_diff is not None else
+              f"top-1 {report.top1:.2f}% (fp32 {report.reference_top1:.2f}%), agreement {report.top1_agreement:.2f}%")
+    print(f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): {checks} on {report.images} test images")
+    return 0

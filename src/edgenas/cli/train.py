@@ -1,0 +1,81 @@
+"""train and eval."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .output import emit_json, table
+
+
+def _config(args):
+    from ..config import load_config
+
+    base = {}
+    if args.model:
+        base["model"] = {"name": args.model}
+    if args.arch:
+        base["model"] = {"arch": args.arch}
+    if args.out:
+        base["out"] = args.out
+    overrides = list(args.set or [])
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    return load_config(args.config, overrides, base)
+
+
+def cmd_train(args) -> int:
+    from ..train.loop import fit_classification
+
+    cfg = _config(args)
+    record = fit_classification(cfg, resume=args.resume)
+    if args.json:
+        emit_json(record)
+    elif record:
+        print(f"{cfg.out}: epoch {record['epoch'] + 1}/{cfg.train.epochs}, val top-1 {record['val_top1']:.2f}%, "
+              f"checkpoint {cfg.out}/checkpoint.pt")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from ..config import load_config
+    from ..nn import build_model
+    from ..spec import parse_arch
+    from ..train.checkpoint import load_checkpoint
+    from ..train.loop import evaluate
+    from ..train.setup import datasets
+
+    if args.checkpoint:
+        state = load_checkpoint(args.checkpoint)
+        import yaml
+
+        cfg = load_config(base=yaml.safe_load(state["config"]), overrides=args.set or [])
+        arch = parse_arch(json.loads(state["arch"]))
+        model = build_model(arch)
+        weights = state["ema"] if (args.ema and state["ema"]) else state["model"]
+        model.load_state_dict(weights)
+    elif args.model and args.weights:
+        from ..models.timm_weights import from_timm
+
+        model = from_timm(args.model, args.weights)
+        arch = model.arch
+        cfg = load_config(base={"model": {"name": args.model}, "data": {"dataset": "imagefolder"}},
+                          overrides=args.set or [])
+    else:
+        print("edgenas: error: give a checkpoint, or --model NAME --weights FILE", file=sys.stderr)
+        return 1
+    if args.data_dir:
+        cfg = load_config(base=cfg.model_dump(mode="json"), overrides=[f"data.data_dir={args.data_dir}"])
+    _, val_set = datasets(cfg, arch)
+    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
+    meter = evaluate(model, val_set, cfg.train.batch_size, arch.head.num_classes)
+    summary = meter.summary(getattr(val_set, "classes", None))
+    if args.json:
+        emit_json(summary)
+        return 0
+    print(f"{summary['images']} images: top-1 {summary['top1']:.2f}%, top-5 {summary['top5']:.2f}%, "
+          f"loss {summary['loss']:.4f}")
+    print(table([[k, f"{v:.2f}"] for k, v in summary["per_class"].items()], ["class", "accuracy %"], "lr"))
+    return 0

@@ -1,0 +1,140 @@
+"""``RunConfig``: the typed, validated run configuration shared by training and search.
+
+YAML files hold only what differs from the defaults; ``--set a.b=value`` overrides any field from the command
+line; the resolved config is saved beside every result. Errors are one line naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .spec.errors import SpecError, format_loc
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    name: str | None = None  # a registered model ...
+    arch: str | None = None  # ... or an arch file (.yaml/.json)
+    num_classes: int | None = None  # default: the dataset's
+    input_size: int | None = None  # train the same blocks at another resolution (e.g. 28 for Fashion-MNIST)
+    stem_stride: Literal[1, 2] | None = None  # e.g. 1 to keep 28 px inputs from collapsing too early
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.name is None) == (self.arch is None):
+            raise ValueError("give exactly one of model.name and model.arch")
+        return self
+
+
+class DataConfig(_Section):
+    dataset: Literal["fashion-mnist", "imagefolder"] = "fashion-mnist"
+    data_dir: str = "/usr/share/datasets/fashion-mnist"
+    train_subset: Annotated[int, Field(gt=0)] | None = None  # first N training images (smoke runs, benchmarks)
+    val_subset: Annotated[int, Field(gt=0)] | None = None
+    augment: Literal["none", "basic", "randaugment"] = "basic"  # basic: random-resized crop + flip
+    randaugment_ops: Annotated[int, Field(ge=1, le=6)] = 2
+    randaugment_magnitude: Annotated[int, Field(ge=0, le=30)] = 9
+    workers: Annotated[int, Field(ge=0)] = 0
+    skip_corrupt: bool = False  # count and warn about unreadable images instead of failing
+
+
+class TrainConfig(_Section):
+    epochs: Annotated[int, Field(gt=0)] = 10
+    batch_size: Annotated[int, Field(gt=0)] = 128  # per process
+    optimizer: Literal["rmsprop", "sgd"] = "sgd"
+    lr: Annotated[float, Field(gt=0)] = 0.1  # for the global batch
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = True
+    rmsprop_decay: Annotated[float, Field(gt=0, lt=1)] = 0.9  # Google: rho 0.9
+    rmsprop_eps: Annotated[float, Field(gt=0)] = 1e-3  # Google: 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 4e-5
+    schedule: Literal["cosine", "exponential"] = "cosine"
+    warmup_epochs: Annotated[float, Field(ge=0)] = 1.0
+    decay_rate: Annotated[float, Field(gt=0, le=1)] = 0.97  # exponential: Google's 0.97 ...
+    decay_epochs: Annotated[float, Field(gt=0)] = 2.4  # ... every 2.4 epochs
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0  # 0 disables the weight EMA; Google: 0.99 (per step)
+    drop_path_rate: Annotated[float, Field(ge=0, lt=1)] | None = None  # default: the arch's
+    # BatchNorm momentum (PyTorch convention). Google's 0.01 (TF decay 0.99) settles over ImageNet's 170k steps;
+    # a run of a few hundred steps needs faster statistics. null keeps the arch's.
+    bn_momentum: Annotated[float, Field(gt=0, le=1)] | None = 0.1
+    grad_clip: Annotated[float, Field(gt=0)] | None = None
+    amp: Literal["none", "bf16"] = "none"  # bf16 autocast (GPU)
+    channels_last: bool = False
+    seed: int = 0
+    threads: Annotated[int, Field(gt=0)] | None = None  # torch intra-op threads (None: torch's default)
+    log_every: Annotated[int, Field(gt=0)] = 50
+
+
+class RunConfig(_Section):
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    out: str = "runs/train"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_yaml())
+        tmp.replace(path)
+
+
+def _set(data: dict, dotted: str) -> None:
+    """Apply ``a.b=value``; the value is parsed as YAML (numbers, booleans, null, lists)."""
+    if "=" not in dotted:
+        raise SpecError(f"--set {dotted}: expected key=value")
+    key, value = dotted.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {key}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    """Defaults <- ``base`` <- the YAML file <- ``--set`` overrides, validated into a ``RunConfig``."""
+    data: dict = json.loads(json.dumps(base or {}))
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as err:
+            raise SpecError(f"{path}: cannot read ({err.strerror})") from None
+        except yaml.YAMLError as err:
+            raise SpecError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise SpecError(f"{path}: a config must be a mapping")
+        _merge(data, loaded)
+    for item in overrides:
+        _set(data, item)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        e = err.errors(include_url=False)[0]
+        where = f"{path}: " if path else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "is not a known setting"
+        loc = format_loc(tuple(e["loc"]))
+        raise SpecError(f"{where}{loc}: {msg}" if loc else f"{where}{msg}") from None
+
+
+def _merge(into: dict, new: dict) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v

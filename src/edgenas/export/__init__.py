@@ -1,0 +1,8 @@
+"""Export: ONNX (parity-checked in ONNX Runtime), int8 ONNX, LiteRT .tflite."""
+
+from .onnx import ExportError, ort_session, quantize_int8, run_onnx, to_onnx, write_atomic
+
+__all__ = ["ExportError", "ort_session", "quantize_int8", "run_onnx", "to_onnx", "write_atomic"]
+from .api import FORMATS, ExportReport, export  # noqa: E402
+
+__all__ += ["FORMATS", "ExportReport", "export"]

@@ -1,0 +1,1 @@
+"""Training: a task-agnostic fit loop, checkpoints, data-parallel runs."""

@@ -1,0 +1,194 @@
+"""A task-agnostic fit loop: schedules, EMA, AMP, gradient clipping, atomic per-epoch checkpoints that resume
+to bitwise the same weights, and data parallelism under ``torchrun`` (gloo on CPU, nccl on GPU).
+
+The task supplies the model, the datasets and the loss; classification is ``fit_classification``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import RunConfig
+from ..env import environment
+from ..eval.metrics import ClassificationMeter
+from ..nn import build_model
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .setup import datasets, run_arch
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def shard(n: int, epoch: int, seed: int, rank: int, world: int, shuffle: bool) -> list[int]:
+    """This process's indices for an epoch: one seeded permutation, padded to a multiple of ``world`` by
+    wrapping (as DistributedSampler does), every ``world``-th index from ``rank``."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch)) if shuffle \
+        else torch.arange(n)
+    order = order.tolist()
+    order += order[: (-len(order)) % world]
+    return order[rank::world]
+
+
+def lr_factor(step: int, cfg: RunConfig, steps_per_epoch: int) -> float:
+    t = cfg.train
+    epoch = step / steps_per_epoch
+    warmup = t.warmup_epochs
+    if warmup and epoch < warmup:
+        return (step + 1) / (warmup * steps_per_epoch)
+    if t.schedule == "cosine":
+        total = max(t.epochs - warmup, 1e-9)
+        return 0.5 * (1 + math.cos(math.pi * min((epoch - warmup) / total, 1.0)))
+    return t.decay_rate ** math.floor((epoch - warmup) / t.decay_epochs)  # Google's staircase decay
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    t = cfg.train
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=t.lr, alpha=t.rmsprop_decay, eps=t.rmsprop_eps, momentum=t.momentum)
+    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, batch_size: int, num_classes: int, rank: int = 0, world: int = 1,
+             channels_last: bool = False) -> ClassificationMeter:
+    model.eval()
+    meter = ClassificationMeter(num_classes)
+    indices = list(range(len(dataset)))[rank::world]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size)
+    device = next(model.parameters()).device
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = model(x).float()
+        meter.update(logits.cpu(), y.cpu(), nn.functional.cross_entropy(logits, y).item())
+    meter.all_reduce()
+    return meter
+
+
+def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Train, evaluating and checkpointing every epoch; returns the last epoch's record.
+
+    ``stop_after`` ends the run after that many epochs in total (to test and exercise resume).
+    """
+    rank, world = _distributed()
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else \
+        torch.device("cpu")
+    out = Path(cfg.out)
+    arch = run_arch(cfg)
+    train_set, val_set = datasets(cfg, arch)
+    model = build_model(arch).to(device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval() if t.ema_decay else None
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = max(1, math.ceil(len(shard(len(train_set), 0, 0, rank, world, False)) / t.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))
+    start, history = 0, []
+    if not resume and (out / CHECKPOINT).is_file():
+        raise ValueError(f"{out}: already holds a run (checkpoint.pt); pass --resume to continue it or choose "
+                         "another --out")
+    if resume and (out / CHECKPOINT).is_file():
+        state = load_checkpoint(out / CHECKPOINT)
+        if state["arch"] != arch.to_json():
+            raise ValueError(f"{out / CHECKPOINT}: was trained on another architecture; use a new --out")
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start, history = state["epoch"] + 1, json.loads(state["history"])
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    if rank == 0:
+        cfg.save(out / "config.yaml")
+        arch.save(out / "arch.yaml")
+    log = open(out / "metrics.jsonl", "a") if rank == 0 else None
+    last = stop_after if stop_after is not None else t.epochs
+    for epoch in range(start, min(t.epochs, last)):
+        train_set.set_epoch(epoch)
+        indices = shard(len(train_set), epoch, t.seed, rank, world, shuffle=True)
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_set, indices), batch_size=t.batch_size,
+                                             num_workers=cfg.data.workers)
+        net.train()
+        seen, t0, loss_sum = 0, time.perf_counter(), 0.0
+        for i, (x, y) in enumerate(loader):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if t.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
+                loss = loss_fn(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema_update(ema, model, t.ema_decay)
+            seen += len(y) * world
+            loss_sum += loss.item() * len(y)
+            if rank == 0 and ((i + 1) % t.log_every == 0 or i + 1 == len(loader)):
+                rate = seen / (time.perf_counter() - t0)
+                print(f"\repoch {epoch + 1}/{t.epochs} [{i + 1}/{len(loader)}] loss {loss.item():.4f} "
+                      f"lr {scheduler.get_last_lr()[0]:.5f} {rate:.0f} img/s", end="", file=sys.stderr, flush=True)
+                log.write(json.dumps({"epoch": epoch, "step": epoch * len(loader) + i + 1, "loss": loss.item(),
+                                      "lr": scheduler.get_last_lr()[0], "images_per_s": rate}) + "\n")
+        train_time = time.perf_counter() - t0
+        meter = evaluate(model, val_set, t.batch_size, arch.head.num_classes, rank, world, t.channels_last)
+        summary = meter.summary()
+        record = {"epoch": epoch, "train_loss": loss_sum / max(len(indices), 1), "val_top1": summary["top1"],
+                  "val_top5": summary["top5"], "val_images": summary["images"], "processes": world,
+                  "train_images_per_s": seen / train_time,
+                  "epoch_seconds": time.perf_counter() - t0}
+        if ema is not None:
+            record["ema_val_top1"] = evaluate(ema, val_set, t.batch_size, arch.head.num_classes, rank, world,
+                                              t.channels_last).summary()["top1"]
+        history.append(record)
+        if rank == 0:
+            print(f"\repoch {epoch + 1}/{t.epochs}: val top-1 {record['val_top1']:.2f}% "
+                  + (f"(EMA {record['ema_val_top1']:.2f}%) " if ema is not None else "")
+                  + f"{record['train_images_per_s']:.0f} img/s, {record['epoch_seconds']:.0f} s", file=sys.stderr)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            save_checkpoint({"arch": arch.to_json(), "config": cfg.to_yaml(), "epoch": epoch,
+                             "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else {},
+                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                             "rng": rng_state(), "history": json.dumps(history),
+                             "environment": json.dumps(environment(torch.get_num_threads()))}, out / CHECKPOINT)
+    if log:
+        log.close()
+    return history[-1] if history else {}

@@ -1,0 +1,59 @@
+"""From a ``RunConfig`` to the pieces a classification run needs: the arch (adapted to the data), the
+datasets and the class names. The fit loop itself knows nothing about classification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import RunConfig
+from ..data.datasets import ImageFolder, fashion_mnist
+from ..data.transforms import build_transform
+from ..models import get_arch
+from ..spec import Arch, Preprocess, load_arch
+
+FASHION_MNIST = Preprocess(mean=(0.2860,), std=(0.3530,), crop_pct=1.0)  # training-set statistics
+
+
+def run_arch(cfg: RunConfig) -> Arch:
+    """The arch to train: the registered model or file, adapted to the dataset as the config asks.
+
+    Fashion-MNIST is 28x28x1 with 10 classes: a zoo model keeps its blocks and gets a 1-channel input, the
+    dataset's normalization, ``model.input_size`` (default 28) and, optionally, a stride-1 stem so five
+    downsamplings do not reduce a 28 px image to 1 px too early. The deployment arch is unchanged; results
+    say which input the model was trained at.
+    """
+    m = cfg.model
+    arch = get_arch(m.name) if m.name else load_arch(m.arch)
+    changes: dict = {}
+    if cfg.data.dataset == "fashion-mnist":
+        changes.update(in_channels=1, preprocess=FASHION_MNIST, input_size=m.input_size or 28)
+        classes = 10
+    else:
+        classes = len(ImageFolder(Path(cfg.data.data_dir) / "train", None).classes)
+        if m.input_size:
+            changes["input_size"] = m.input_size
+    if m.stem_stride:
+        changes["stem"] = arch.stem.model_copy(update={"stride": m.stem_stride})
+    if cfg.train.drop_path_rate is not None:
+        changes["drop_path_rate"] = cfg.train.drop_path_rate
+    if cfg.train.bn_momentum is not None:
+        changes["norm"] = arch.norm.model_copy(update={"momentum": cfg.train.bn_momentum})
+    arch = arch.replace(**changes) if changes else arch
+    return arch.with_classes(m.num_classes or classes)
+
+
+def datasets(cfg: RunConfig, arch: Arch):
+    """(train, val) datasets with the arch's input size and normalization."""
+    p, d = arch.preprocess, cfg.data
+    small = arch.input_size <= 64
+    train_tf = build_transform(True, arch.input_size, p.mean, p.std, crop_pct=p.crop_pct, augment=d.augment,
+                               ops=d.randaugment_ops, magnitude=d.randaugment_magnitude,
+                               min_scale=0.35 if small else 0.08)  # tiny images lose their object below ~35%
+    val_tf = build_transform(False, arch.input_size, p.mean, p.std, crop_pct=p.crop_pct)
+    seed = cfg.train.seed
+    if d.dataset == "fashion-mnist":
+        return (fashion_mnist("train", d.data_dir, train_tf, seed, d.train_subset),
+                fashion_mnist("test", d.data_dir, val_tf, seed, d.val_subset))
+    root = Path(d.data_dir)
+    return (ImageFolder(root / "train", train_tf, seed, d.skip_corrupt, d.train_subset, arch.in_channels),
+            ImageFolder(root / "val", val_tf, seed, d.skip_corrupt, d.val_subset, arch.in_channels))

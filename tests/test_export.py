@@ -1,0 +1,69 @@
+"""Export: ONNX, int8 ONNX and LiteRT, each checked against the PyTorch model on real test images."""
+
+import json
+
+import pytest
+import torch
+
+from edgenas.cli import main
+from edgenas.config import load_config
+from edgenas.export import ExportError, export
+from edgenas.models import get_arch
+from edgenas.nn import build_model
+from edgenas.train.loop import fit_classification
+
+from test_train import SMALL
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model trained long enough (140 steps) for settled BatchNorm statistics: int8 ranges calibrated on an
+    unsettled network are dominated by outliers, which says nothing about the exporter."""
+    out = tmp_path_factory.mktemp("run")
+    overrides = [s for s in SMALL if s.split("=")[0] not in ("model.name", "model.stem_stride", "train.bn_momentum")]
+    fit_classification(load_config(overrides=overrides + [
+        "model.name=mobilenet_edgetpu_v2_tiny", "data.train_subset=6000", "train.epochs=3", "train.threads=2",
+        f"out={out}"]))
+    return out / "checkpoint.pt"
+
+
+def test_onnx_and_int8_exports_pass_their_checks(trained, capsys, tmp_path):
+    assert main(["export", str(trained), "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+                 "--check-images", "200", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["max_abs_diff"] <= 1e-4 and (tmp_path / "m.onnx").stat().st_size == report["size_bytes"]
+    assert main(["export", str(trained), "--format", "onnx-int8", "--out", str(tmp_path / "m8.onnx"),
+                 "--check-images", "300", "--calibration-images", "128", "--json"]) == 0
+    r8 = json.loads(capsys.readouterr().out)
+    assert r8["top1_agreement"] >= 99.0 or r8["reference_top1"] - r8["top1"] <= 1.0
+    assert (tmp_path / "m8.onnx").stat().st_size < 0.5 * report["size_bytes"]  # int8 weights
+
+
+def test_tflite_export_matches_pytorch(trained, capsys, tmp_path):
+    assert main(["export", str(trained), "--format", "tflite", "--out", str(tmp_path / "m.tflite"),
+                 "--check-images", "20", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["max_abs_diff"] <= 1e-4 and report["images"] == 20
+
+
+@pytest.mark.parametrize("gc_mode", ["native", "split"])
+def test_gc_ibn_exports_native_or_split(gc_mode, tmp_path):
+    torch.manual_seed(0)
+    arch = get_arch("mobilenet_edgetpu_v2_tiny").replace(input_size=64)
+    model = build_model(arch, gc_mode=gc_mode).eval()
+    images = torch.randn(4, 3, 64, 64)
+    report = export(model, "onnx", tmp_path / "t.onnx", images, torch.zeros(4, dtype=torch.long))
+    assert report.max_abs_diff <= 1e-4
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "t.onnx")).graph.node}
+    assert ("Slice" in ops or "Split" in ops) == (gc_mode == "split")
+
+
+def test_a_failed_check_writes_nothing(tmp_path):
+    model = build_model(get_arch("mobilenet_v3_small").replace(input_size=32)).eval()
+    with pytest.raises(ExportError, match="differs from PyTorch by .* not written"):
+        export(model, "onnx", tmp_path / "x.onnx", torch.randn(2, 3, 32, 32), torch.zeros(2), atol=0.0)
+    assert not (tmp_path / "x.onnx").exists()
+    with pytest.raises(ExportError, match="unknown export format 'coreml'"):
+        export(model, "coreml", tmp_path / "x", torch.randn(1, 3, 32, 32), torch.zeros(1))

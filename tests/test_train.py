@@ -1,0 +1,113 @@
+"""Training: config validation, deterministic data, a run that learns, bitwise resume, two-process DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from edgenas.config import load_config
+from edgenas.data.datasets import ImageFolder
+from edgenas.data.fashion_mnist import DataError
+from edgenas.data.transforms import build_transform
+from edgenas.spec import SpecError
+from edgenas.train.checkpoint import load_checkpoint
+from edgenas.train.loop import fit_classification, shard
+
+SMALL = ["model.name=mobilenet_v3_small", "model.stem_stride=1", "data.train_subset=640", "data.val_subset=500",
+         "train.epochs=2", "train.batch_size=64", "train.lr=0.1", "train.threads=1", "train.warmup_epochs=0.2",
+         "data.augment=none", "train.log_every=1000", "train.bn_momentum=0.3"]  # 20 steps: fast BN statistics
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["model.name=x", "train.lr=-1"], "train.lr: Input should be greater than 0"),
+    (["model.name=x", "train.optimzer=adam"], "train.optimzer: is not a known setting"),
+    (["model.name=x", "model.arch=a.yaml"], "model: give exactly one of model.name and model.arch"),
+    (["model.name=x", "train.schedule=step"], "train.schedule: Input should be 'cosine' or 'exponential'"),
+    (["model.name=x", "train.epochs"], "--set train.epochs: expected key=value"),
+])
+def test_config_errors_are_one_line(overrides, message):
+    with pytest.raises(SpecError) as err:
+        load_config(overrides=overrides)
+    assert str(err.value) == message
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: mobilenet_v2}\ntrain:\n  epochs: 3  # short\n  lr: 0.2\n")
+    cfg = load_config(path, ["train.lr=0.05", "data.augment=randaugment"])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.data.augment) == (3, 0.05, "randaugment")
+    cfg.save(tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+    (tmp_path / "bad.yaml").write_text("model: {name: m}\ntrain: {epochs: zero}\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: train.epochs: Input should be a valid integer"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_transforms_are_seeded():
+    img = Image.fromarray((torch.rand(40, 40) * 255).byte().numpy(), mode="L")
+    tf = build_transform(True, 32, (0.5,), (0.5,), augment="randaugment")
+    a = tf(img, torch.Generator().manual_seed(3))
+    assert torch.equal(a, tf(img, torch.Generator().manual_seed(3)))
+    assert not torch.equal(a, tf(img, torch.Generator().manual_seed(4)))
+    assert a.shape == (1, 32, 32)
+    assert build_transform(False, 24, (0.5,), (0.5,))(img, None).shape == (1, 24, 24)
+
+
+def test_image_folder_names_a_corrupt_file_or_skips_it(tmp_path):
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            Image.new("RGB", (20, 20), (i * 90, 40, 200)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "dog" / "2.jpg").write_bytes(b"not an image")
+    tf = build_transform(False, 16, (0.5,) * 3, (0.5,) * 3)
+    ds = ImageFolder(tmp_path, tf)
+    assert ds.classes == ["cat", "dog"] and len(ds) == 5
+    with pytest.raises(DataError, match=r"dog/2.jpg: cannot read the image"):
+        ds[4]
+    lenient = ImageFolder(tmp_path, tf, skip_corrupt=True)
+    with pytest.warns(UserWarning, match="skipping"):
+        x, y = lenient[4]
+    assert x.shape == (3, 16, 16) and lenient.skipped == 1
+    with pytest.raises(DataError, match="no class folders"):
+        ImageFolder(tmp_path / "cat", tf)
+
+
+def test_shards_cover_the_data_once_per_epoch():
+    parts = [shard(10, 3, 0, r, 2, True) for r in range(2)]
+    assert sorted(parts[0] + parts[1]) == list(range(10)) and parts == [shard(10, 3, 0, r, 2, True) for r in range(2)]
+    assert parts != [shard(10, 4, 0, r, 2, True) for r in range(2)]
+
+
+def test_two_epochs_learn_and_resume_bitwise(tmp_path):
+    full = fit_classification(load_config(overrides=SMALL + [f"out={tmp_path / 'full'}"]))
+    assert full["val_top1"] > 30  # 10 classes: chance is 10%
+    half = load_config(overrides=SMALL + [f"out={tmp_path / 'half'}"])
+    fit_classification(half, stop_after=1)
+    assert load_checkpoint(tmp_path / "half" / "checkpoint.pt")["epoch"] == 0
+    with pytest.raises(ValueError, match="already holds a run"):
+        fit_classification(half)  # a fresh run never overwrites one
+    fit_classification(half, resume=True)
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "half" / "checkpoint.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert json.loads(b["history"])[-1]["val_top1"] == full["val_top1"]
+    lines = (tmp_path / "half" / "metrics.jsonl").read_text().splitlines()
+    assert sum("val_top1" in line for line in lines) == 2
+
+
+def test_two_process_torchrun(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m",
+           "edgenas", "train", *sum((["--set", s] for s in SMALL + ["train.epochs=1", f"out={tmp_path}"]), [])]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = load_checkpoint(Path(tmp_path) / "checkpoint.pt")
+    record = json.loads(state["history"])[-1]
+    # each process evaluated half of the 500 images; the counts were all-reduced before rank 0 wrote them
+    assert (record["processes"], record["val_images"], state["epoch"]) == (2, 500, 0)
+    assert len((Path(tmp_path) / "metrics.jsonl").read_text().splitlines()) >= 1  # rank 0 only writes
