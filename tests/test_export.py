@@ -31,7 +31,8 @@ def test_onnx_and_int8_exports_pass_their_checks(trained, capsys, tmp_path):
     assert main(["export", str(trained), "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
                  "--check-images", "200", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["max_abs_diff"] <= 1e-4 and (tmp_path / "m.onnx").stat().st_size == report["size_bytes"]
+    assert report["max_abs_diff"] <= 1e-3 and report["max_rel_diff"] <= 1e-3
+    assert (tmp_path / "m.onnx").stat().st_size == report["size_bytes"]
     assert main(["export", str(trained), "--format", "onnx-int8", "--out", str(tmp_path / "m8.onnx"),
                  "--check-images", "300", "--calibration-images", "128", "--json"]) == 0
     r8 = json.loads(capsys.readouterr().out)
@@ -43,7 +44,7 @@ def test_tflite_export_matches_pytorch(trained, capsys, tmp_path):
     assert main(["export", str(trained), "--format", "tflite", "--out", str(tmp_path / "m.tflite"),
                  "--check-images", "20", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["max_abs_diff"] <= 1e-4 and report["images"] == 20
+    assert report["max_abs_diff"] <= 1e-3 and report["images"] == 20
 
 
 @pytest.mark.parametrize("gc_mode", ["native", "split"])
@@ -63,7 +64,7 @@ def test_gc_ibn_exports_native_or_split(gc_mode, tmp_path):
 def test_a_failed_check_writes_nothing(tmp_path):
     model = build_model(get_arch("mobilenet_v3_small").replace(input_size=32)).eval()
     with pytest.raises(ExportError, match="differs from PyTorch by .* not written"):
-        export(model, "onnx", tmp_path / "x.onnx", torch.randn(2, 3, 32, 32), torch.zeros(2), atol=0.0)
+        export(model, "onnx", tmp_path / "x.onnx", torch.randn(2, 3, 32, 32), torch.zeros(2), atol=0.0, rtol=0.0)
     assert not (tmp_path / "x.onnx").exists()
     with pytest.raises(ExportError, match="unknown export format 'coreml'"):
         export(model, "coreml", tmp_path / "x", torch.randn(1, 3, 32, 32), torch.zeros(1))

@@ -37,7 +37,8 @@ def cmd_export(args) -> int:
     if args.json:
         emit_json(report.to_dict())
         return 0
-    checks = (f"max |diff| vs PyTorch {report.max_abs_diff:.2e}" if report.max_abs_diff is not None else
+    checks = (f"max |diff| vs PyTorch {report.max_abs_diff:.2e} ({report.max_rel_diff:.1e} of the largest logit)"
+              if report.max_abs_diff is not None else
               f"top-1 {report.top1:.2f}% (fp32 {report.reference_top1:.2f}%), agreement {report.top1_agreement:.2f}%")
     print(f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): {checks} on {report.images} test images")
     return 0
