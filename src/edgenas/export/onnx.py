@@ -30,13 +30,17 @@ def to_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], dynamic_batch: 
     return buf.getvalue()
 
 
-def ort_session(model: bytes | str, threads: int | None = None):
+def ort_session(model: bytes | str, threads: int | None = None, layout_rewrite: bool = True):
+    """A CPU session. ``layout_rewrite=False`` stops ORT's NCHWc rewrite (used to time one-layer graphs,
+    where its reorders at the graph edges would be charged to the layer)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
-        opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    if not layout_rewrite:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 

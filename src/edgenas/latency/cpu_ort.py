@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from ..export.onnx import quantize_int8, to_onnx
+from ..export.onnx import ort_session, quantize_int8, to_onnx
 from .base import LatencyError
 from .measured import MeasuredModel, repeat
 
 
 def time_onnx(model: bytes, inputs: tuple[torch.Tensor, ...], threads: int, runs: int, warmup: int = 3) -> list[float]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.log_severity_level = 3
-    # No NCHWc layout rewrite: in a one-layer graph its reorders at the graph edges would be charged to the layer.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    session = ort_session(model, threads, layout_rewrite=False)
     feed = {f"in{i}": t.numpy() for i, t in enumerate(inputs)}
     for _ in range(warmup):
         session.run(None, feed)

@@ -14,16 +14,12 @@ import torch
 from torch import nn
 
 from ..env import cpu_model
+from ..nn.layers import make_act
 from ..spec import Arch, Layer, arch_layers
 from .base import LatencyError, LatencyReport, LayerTime
 from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
 
 MEASURED_OPS = ("conv", "linear", "pool", "add", "mul")
-
-
-def _act(name: str) -> nn.Module:
-    return {"relu": nn.ReLU(), "relu6": nn.ReLU6(), "hswish": nn.Hardswish(), "hsigmoid": nn.Hardsigmoid(),
-            "none": nn.Identity()}[name]
 
 
 class _Binary(nn.Module):
@@ -51,9 +47,9 @@ def layer_module(layer: Layer) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         pad = (layer.kernel_size - 1) // 2 * layer.dilation
         conv = nn.Conv2d(c, layer.out_channels, layer.kernel_size, layer.stride, pad, layer.dilation, layer.groups,
                          bias=layer.bias or layer.norm)
-        return nn.Sequential(conv, _act(layer.act)).eval(), (x,)
+        return nn.Sequential(conv, make_act(layer.act)).eval(), (x,)
     if layer.op == "linear":
-        return nn.Sequential(nn.Linear(c, layer.out_channels), _act(layer.act)).eval(), (torch.randn(1, c),)
+        return nn.Sequential(nn.Linear(c, layer.out_channels), make_act(layer.act)).eval(), (torch.randn(1, c),)
     if layer.op == "pool":
         return nn.AdaptiveAvgPool2d(1), (x,)
     if layer.op in ("add", "mul"):
