@@ -111,3 +111,15 @@ def test_two_process_torchrun(tmp_path):
     # each process evaluated half of the 500 images; the counts were all-reduced before rank 0 wrote them
     assert (record["processes"], record["val_images"], state["epoch"]) == (2, 500, 0)
     assert len((Path(tmp_path) / "metrics.jsonl").read_text().splitlines()) >= 1  # rank 0 only writes
+
+
+def test_eval_timm_weights_on_an_image_folder(tmp_path, capsys, fixtures_dir):
+    from edgenas.cli import main
+
+    for cls in ("n01440764", "n01443537"):
+        (tmp_path / "val" / cls).mkdir(parents=True)
+        Image.new("RGB", (80, 60), (120, 30, 200)).save(tmp_path / "val" / cls / "a.jpg")
+    code = main(["eval", "--model", "mobilenet_edgetpu_v2_m", "--weights",
+                 str(fixtures_dir / "timm_mobilenet_edgetpu_v2_m.safetensors"), "--data-dir", str(tmp_path), "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["images"] == 2 and len(summary["confusion"]) == 1000

@@ -45,7 +45,7 @@ def cmd_eval(args) -> int:
     from ..spec import parse_arch
     from ..train.checkpoint import load_checkpoint
     from ..train.loop import evaluate
-    from ..train.setup import datasets
+    from ..train.setup import dataset
 
     if args.checkpoint:
         state = load_checkpoint(args.checkpoint)
@@ -61,14 +61,14 @@ def cmd_eval(args) -> int:
 
         model = from_timm(args.model, args.weights)
         arch = model.arch
-        cfg = load_config(base={"model": {"name": args.model}, "data": {"dataset": "imagefolder"}},
-                          overrides=args.set or [])
+        cfg = load_config(base={"model": {"name": args.model}, "data": {"dataset": "imagefolder"},
+                                "train": {"batch_size": 32}}, overrides=args.set or [])
     else:
         print("edgenas: error: give a checkpoint, or --model NAME --weights FILE", file=sys.stderr)
         return 1
     if args.data_dir:
         cfg = load_config(base=cfg.model_dump(mode="json"), overrides=[f"data.data_dir={args.data_dir}"])
-    _, val_set = datasets(cfg, arch)
+    val_set = dataset(cfg, arch, "val")
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     meter = evaluate(model, val_set, cfg.train.batch_size, arch.head.num_classes)
     summary = meter.summary(getattr(val_set, "classes", None))

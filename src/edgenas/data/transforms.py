@@ -103,16 +103,16 @@ def to_tensor(img: Image.Image, mean, std) -> torch.Tensor:
 
 
 def build_transform(train: bool, size: int, mean, std, *, crop_pct: float = 0.875, augment: str = "basic",
-                    ops: int = 2, magnitude: int = 9, min_scale: float = 0.08):
+                    ops: int = 2, magnitude: int = 9, min_scale: float = 0.08, interpolation: str = "bilinear"):
     """The training or evaluation pipeline: PIL image + generator -> normalized CHW float tensor."""
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[interpolation]
     steps: list[Transform] = []
     if train and augment != "none":
-        steps += [random_resized_crop(size, scale=(min_scale, 1.0)), horizontal_flip()]
+        steps += [random_resized_crop(size, scale=(min_scale, 1.0), resample=resample), horizontal_flip()]
         if augment == "randaugment":
             steps.append(randaugment(ops, magnitude))
     else:
-        steps.append(resize_center_crop(size, crop_pct) if (train or crop_pct < 1) else
-                     (lambda img, gen: img.resize((size, size), Image.BILINEAR)))
+        steps.append(resize_center_crop(size, crop_pct, resample))
 
     def apply(img: Image.Image, gen: torch.Generator) -> torch.Tensor:
         for step in steps:

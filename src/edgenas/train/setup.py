@@ -42,18 +42,20 @@ def run_arch(cfg: RunConfig) -> Arch:
     return arch.with_classes(m.num_classes or classes)
 
 
-def datasets(cfg: RunConfig, arch: Arch):
-    """(train, val) datasets with the arch's input size and normalization."""
-    p, d = arch.preprocess, cfg.data
+def dataset(cfg: RunConfig, arch: Arch, split: str):
+    """The ``train`` or ``val`` dataset with the arch's input size and preprocessing."""
+    p, d, train = arch.preprocess, cfg.data, split == "train"
     small = arch.input_size <= 64
-    train_tf = build_transform(True, arch.input_size, p.mean, p.std, crop_pct=p.crop_pct, augment=d.augment,
-                               ops=d.randaugment_ops, magnitude=d.randaugment_magnitude,
-                               min_scale=0.35 if small else 0.08)  # tiny images lose their object below ~35%
-    val_tf = build_transform(False, arch.input_size, p.mean, p.std, crop_pct=p.crop_pct)
-    seed = cfg.train.seed
+    transform = build_transform(train, arch.input_size, p.mean, p.std, crop_pct=p.crop_pct,
+                                augment=d.augment if train else "none", ops=d.randaugment_ops,
+                                magnitude=d.randaugment_magnitude, interpolation=p.interpolation,
+                                min_scale=0.35 if small else 0.08)  # tiny images lose their object below ~35%
+    seed, subset = cfg.train.seed, d.train_subset if train else d.val_subset
     if d.dataset == "fashion-mnist":
-        return (fashion_mnist("train", d.data_dir, train_tf, seed, d.train_subset),
-                fashion_mnist("test", d.data_dir, val_tf, seed, d.val_subset))
-    root = Path(d.data_dir)
-    return (ImageFolder(root / "train", train_tf, seed, d.skip_corrupt, d.train_subset, arch.in_channels),
-            ImageFolder(root / "val", val_tf, seed, d.skip_corrupt, d.val_subset, arch.in_channels))
+        return fashion_mnist("train" if train else "test", d.data_dir, transform, seed, subset)
+    return ImageFolder(Path(d.data_dir) / split, transform, seed, d.skip_corrupt, subset, arch.in_channels)
+
+
+def datasets(cfg: RunConfig, arch: Arch):
+    """(train, val)."""
+    return dataset(cfg, arch, "train"), dataset(cfg, arch, "val")
