@@ -4,13 +4,7 @@ import json
 
 import pytest
 
-from edgenas.cli import main
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from test_cli import run
 
 
 def test_latency_edgetpu_table_and_json(capsys, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import write_atomic
 from ..models import MODELS, get_arch, list_models
 from ..spec import Arch, arch_layers, count, load_arch
 from .output import emit_json, millions, table
@@ -62,14 +63,10 @@ def _add_forward_timing(rows: list[dict], args) -> list[dict]:
     timing = zoo_forward_report([r["model"] for r in rows], images[: args.batch], runs=args.runs)
     merged = [{**r, **t} for r, t in zip(rows, timing)]
     if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"what": "zoo params/MACs (analytic) and eager PyTorch forward time on Fashion-MNIST test images "
                        "resized to each model's input", "data_dir": str(args.data_dir),
                "environment": environment(args.threads), "models": merged}
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(path)
+        write_atomic(args.out, json.dumps(doc, indent=1))
     return merged
 
 

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from .output import emit_json
 
 
 def cmd_export(args) -> int:
-    import yaml
-
-    from ..config import load_config
     from ..export import export
-    from ..nn import build_model
-    from ..spec import parse_arch
-    from ..train.checkpoint import load_checkpoint
-    from ..train.setup import datasets
+    from ..train.setup import datasets, load_trained
 
-    state = load_checkpoint(args.checkpoint)
-    cfg = load_config(base=yaml.safe_load(state["config"]),
-                      overrides=[f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-    arch = parse_arch(json.loads(state["arch"]))
-    model = build_model(arch, gc_mode=args.gc_mode)
-    model.load_state_dict(state["ema"] if args.ema and state["ema"] else state["model"])
+    cfg, arch, model = load_trained(args.checkpoint, ema=args.ema, gc_mode=args.gc_mode,
+                                    overrides=[f"data.data_dir={args.data_dir}"] if args.data_dir else [])
     train_set, val_set = datasets(cfg, arch)
     train_set.transform = val_set.transform  # calibrate on training images as the model sees them deployed
     n = min(args.check_images, len(val_set))

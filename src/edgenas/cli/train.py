@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from .output import emit_json, table
@@ -41,21 +40,11 @@ def cmd_eval(args) -> int:
     import torch
 
     from ..config import load_config
-    from ..nn import build_model
-    from ..spec import parse_arch
-    from ..train.checkpoint import load_checkpoint
     from ..train.loop import evaluate
-    from ..train.setup import dataset
+    from ..train.setup import dataset, load_trained
 
     if args.checkpoint:
-        state = load_checkpoint(args.checkpoint)
-        import yaml
-
-        cfg = load_config(base=yaml.safe_load(state["config"]), overrides=args.set or [])
-        arch = parse_arch(json.loads(state["arch"]))
-        model = build_model(arch)
-        weights = state["ema"] if (args.ema and state["ema"]) else state["model"]
-        model.load_state_dict(weights)
+        cfg, arch, model = load_trained(args.checkpoint, ema=args.ema, overrides=args.set or [])
     elif args.model and args.weights:
         from ..models.timm_weights import from_timm
 

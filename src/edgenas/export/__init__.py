@@ -1,6 +1,7 @@
 """Export: ONNX (parity-checked in ONNX Runtime), int8 ONNX, LiteRT .tflite."""
 
-from .onnx import ExportError, ort_session, quantize_int8, run_onnx, to_onnx, write_atomic
+from ..io import write_atomic
+from .onnx import ExportError, ort_session, quantize_int8, run_onnx, to_onnx
 
 __all__ = ["ExportError", "ort_session", "quantize_int8", "run_onnx", "to_onnx", "write_atomic"]
 from .api import FORMATS, ExportReport, export  # noqa: E402

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .onnx import ExportError, ort_session, quantize_int8, run_onnx, to_onnx, write_atomic
+from ..io import write_atomic
+from .onnx import ExportError, ort_session, quantize_int8, run_onnx, to_onnx
 
 FORMATS = ("onnx", "onnx-int8", "tflite")
 
@@ -71,7 +72,7 @@ def export(model: nn.Module, fmt: str, out: str | Path, images: torch.Tensor, la
         session = ort_session(fp32)
         got = np.concatenate([run_onnx(session, b) for b in _batches(images)])
         diff, rel = _parity(got, reference, atol, rtol, "ONNX Runtime", out)
-        path = write_atomic(fp32, out)
+        path = write_atomic(out, fp32)
         return ExportReport(fmt, str(path), len(images), max_abs_diff=diff, max_rel_diff=rel,
                             size_bytes=path.stat().st_size)
     if calibration is None:
@@ -85,7 +86,7 @@ def export(model: nn.Module, fmt: str, out: str | Path, images: torch.Tensor, la
     if report.top1_agreement < 99.0 and report.reference_top1 - report.top1 > 1.0:
         raise ExportError(f"{out}: int8 top-1 agreement {report.top1_agreement:.2f}% < 99% and accuracy drop "
                           f"{report.reference_top1 - report.top1:.2f} > 1 point; not written")
-    report.size_bytes = write_atomic(int8, out).stat().st_size
+    report.size_bytes = write_atomic(out, int8).stat().st_size
     return report
 
 
@@ -104,6 +105,6 @@ def _tflite(model, out, images, reference, atol, rtol) -> ExportReport:
             interpreter.invoke()
             got.append(interpreter.get_tensor(outp["index"])[0])
         diff, rel = _parity(np.stack(got), reference, atol, rtol, "LiteRT", out)
-        final = write_atomic(path.read_bytes(), out)
+        final = write_atomic(out, path.read_bytes())
     return ExportReport("tflite", str(final), len(images), max_abs_diff=diff, max_rel_diff=rel,
                         size_bytes=final.stat().st_size)

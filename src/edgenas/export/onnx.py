@@ -73,12 +73,3 @@ def quantize_int8(model: bytes, calibration: list[tuple[torch.Tensor, ...]]) -> 
             return Path(dst).read_bytes()
     finally:
         logging.disable(logging.NOTSET)
-
-
-def write_atomic(data: bytes, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path

@@ -11,11 +11,11 @@ gets systematically wrong (warm caches, no neighbours competing for them).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..io import write_atomic
 from ..spec import Layer
 from .base import LatencyError
 
@@ -70,11 +70,7 @@ class Lut(_Model):
     overhead: Overhead | None = None
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.model_dump_json(indent=1))
-        tmp.replace(path)
+        write_atomic(path, self.model_dump_json(indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> Lut:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from ..io import write_atomic
 from .base import LatencyError
 
 
@@ -103,8 +103,5 @@ class CycleCache:
     def save(self) -> None:
         if self.path is None or self._cycles is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"simulator": f"scalesim {version('scalesim')}", "array": [self.rows, self.cols],
-                                   "cycles": self._cycles}))
-        tmp.replace(self.path)
+        write_atomic(self.path, json.dumps({"simulator": f"scalesim {version('scalesim')}",
+                                            "array": [self.rows, self.cols], "cycles": self._cycles}))

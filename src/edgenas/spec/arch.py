@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from ..io import write_atomic
 from .blocks import Act, Block, KernelSize, Spec, Stride
 from .errors import SpecError, from_validation_error
 
@@ -136,10 +137,7 @@ class Arch(Spec):
     def save(self, path: str | Path) -> None:
         """Write JSON or YAML by suffix, atomically (temporary name, then rename)."""
         path = Path(path)
-        text = self.to_json() if path.suffix == ".json" else self.to_yaml()
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_atomic(path, self.to_json() if path.suffix == ".json" else self.to_yaml())
 
 
 def _dumped(changes: dict) -> dict:

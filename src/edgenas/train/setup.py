@@ -59,3 +59,23 @@ def dataset(cfg: RunConfig, arch: Arch, split: str):
 def datasets(cfg: RunConfig, arch: Arch):
     """(train, val)."""
     return dataset(cfg, arch, "train"), dataset(cfg, arch, "val")
+
+
+def load_trained(checkpoint, *, ema: bool = False, gc_mode: str = "native", overrides: list[str] = ()):
+    """(config, arch, model) of a training checkpoint: its own resolved config (with ``overrides``), its arch,
+    and the model with its weights (the EMA weights when asked and present)."""
+    import json
+
+    import yaml
+
+    from ..config import load_config
+    from ..nn import build_model
+    from ..spec import parse_arch
+    from .checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    cfg = load_config(base=yaml.safe_load(state["config"]), overrides=list(overrides))
+    arch = parse_arch(json.loads(state["arch"]))
+    model = build_model(arch, gc_mode=gc_mode)
+    model.load_state_dict(state["ema"] if ema and state["ema"] else state["model"])
+    return cfg, arch, model
