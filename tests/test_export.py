@@ -47,6 +47,22 @@ def test_tflite_export_matches_pytorch(trained, capsys, tmp_path):
     assert report["max_abs_diff"] <= 1e-3 and report["images"] == 20
 
 
+def test_tflite_int8_export_meets_the_int8_bar(trained, capsys, tmp_path):
+    assert main(["export", str(trained), "--format", "tflite-int8", "--out", str(tmp_path / "m8.tflite"),
+                 "--check-images", "300", "--calibration-images", "64", "--json"]) == 0
+    r8 = json.loads(capsys.readouterr().out)
+    assert r8["top1_agreement"] >= 99.0 or r8["reference_top1"] - r8["top1"] <= 1.0
+    assert r8["reference_top1"] > 50 and r8["images"] == 300  # a model that has learned something
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tmp_path / "m8.tflite"))
+    assert interpreter.get_input_details()[0]["dtype"].__name__ == "int8"  # integer end to end
+    interpreter.allocate_tensors()
+    dtypes = {d["index"]: d["dtype"].__name__ for d in interpreter.get_tensor_details()}
+    convs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert convs and all(dtypes[op["inputs"][0]] == dtypes[op["inputs"][1]] == "int8" for op in convs)
+
+
 @pytest.mark.parametrize("gc_mode", ["native", "split"])
 def test_gc_ibn_exports_native_or_split(gc_mode, tmp_path):
     torch.manual_seed(0)

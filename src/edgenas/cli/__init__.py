@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..data.fashion_mnist import DEFAULT_DIR, DataError
-from ..export import ExportError
+from ..export import FORMATS, ExportError
 from ..latency import LatencyError
 from ..spec import SpecError
 from . import commands, export, latency, train
@@ -77,9 +77,9 @@ def _train_parsers(sub, jsonp) -> None:
     e.add_argument("--set", action="append", metavar="KEY=VALUE")
     e.set_defaults(func=train.cmd_eval)
 
-    x = sub.add_parser("export", parents=[jsonp], help="checkpoint -> onnx | onnx-int8 | tflite, parity-checked")
+    x = sub.add_parser("export", parents=[jsonp], help="checkpoint -> onnx | onnx-int8 | tflite | tflite-int8, parity-checked")
     x.add_argument("checkpoint")
-    x.add_argument("--format", choices=("onnx", "onnx-int8", "tflite"), default="onnx")
+    x.add_argument("--format", choices=FORMATS, default="onnx")
     x.add_argument("--out", help="file to write (default: beside the checkpoint)")
     x.add_argument("--gc-mode", choices=("native", "split"), default="native",
                    help="GC-IBN convs as native grouped convs or slice -> conv -> concat")

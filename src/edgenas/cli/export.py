@@ -1,4 +1,4 @@
-"""export: a checkpoint to ONNX, int8 ONNX or LiteRT, parity-checked on the run's own test images."""
+"""export: a checkpoint to ONNX or LiteRT, fp32 or int8, parity-checked on the run's own test images."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def cmd_export(args) -> int:
     labels = torch.tensor([val_set[i][1] for i in range(n)])
     calib = torch.stack([train_set[i][0] for i in range(min(args.calibration_images, len(train_set)))])
     out = args.out or str(args.checkpoint).rsplit(".", 1)[0] + {"onnx": ".onnx", "onnx-int8": ".int8.onnx",
-                                                                "tflite": ".tflite"}[args.format]
+                                                                "tflite": ".tflite",
+                                                                "tflite-int8": ".int8.tflite"}[args.format]
     report = export(model, args.format, out, images, labels, calib)
     if args.json:
         emit_json(report.to_dict())

@@ -15,27 +15,70 @@ from torch import nn
 
 @contextlib.contextmanager
 def _quiet():
-    """litert-torch logs every conversion step; keep the user's terminal for our own progress."""
-    logging.getLogger("litert_torch").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """litert-torch and torchao log every conversion step and every CUDA library they cannot load; keep the
+    user's terminal for our own progress. Logger levels are restored afterwards."""
+    loggers = [logging.getLogger(n) for n in ("litert_torch", "torchao", "torch.utils._pytree", "")]
+    levels = [lg.level for lg in loggers]  # "": litert-torch also warns through the root logger
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
-def to_tflite(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str | Path) -> Path:
-    """Convert with channel-last I/O: 4-D inputs and the output are NHWC in the .tflite."""
+def _litert_torch():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import litert_torch
+        with _quiet():  # litert-torch imports torchao, which announces every CUDA library it cannot load
+            import litert_torch
     except ImportError:
         raise ImportError("LiteRT export needs the litert extra: pip install 'edgenas[litert]'") from None
+    return litert_torch
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1).contiguous() if t.dim() == 4 else t
+
+
+def _channel_last(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
+    """``module`` taking and giving NHWC for its 4-D inputs and output."""
     four_d = [i for i, t in enumerate(inputs) if t.dim() == 4]
     with torch.no_grad():
         out = module.eval()(*inputs)
     out_4d = (out[0] if isinstance(out, tuple) else out).dim() == 4
-    wrapped = litert_torch.to_channel_last_io(module, args=four_d, outputs=[0] if out_4d else []).eval()
-    nhwc = tuple(t.permute(0, 2, 3, 1).contiguous() if t.dim() == 4 else t for t in inputs)
+    return _litert_torch().to_channel_last_io(module, args=four_d, outputs=[0] if out_4d else []).eval()
+
+
+def to_tflite(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str | Path) -> Path:
+    """Convert with channel-last I/O: 4-D inputs and the output are NHWC in the .tflite."""
+    litert_torch, wrapped = _litert_torch(), _channel_last(module, inputs)
     with _quiet():
-        edge = litert_torch.convert(wrapped, nhwc)
-        edge.export(str(path))
+        litert_torch.convert(wrapped, tuple(_nhwc(t) for t in inputs)).export(str(path))
+    return Path(path)
+
+
+def to_tflite_int8(module: nn.Module, example: torch.Tensor, calibration: list[torch.Tensor],
+                   path: str | Path) -> Path:
+    """Static int8 through litert-torch's PT2E quantizer (symmetric, per-channel weights, int8 activations),
+    observers calibrated on ``calibration`` (NCHW batches of one, like ``example``). The .tflite is int8
+    end to end, its NHWC input and its output included, as integer-only accelerators want it."""
+    litert_torch = _litert_torch()
+    with _quiet():
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    wrapped, args = _channel_last(module, (example,)), (_nhwc(example),)
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    with _quiet():
+        graph = prepare_pt2e(torch.export.export(wrapped, args).module(), quantizer)
+        with torch.no_grad():
+            for x in calibration:
+                graph(_nhwc(x))
+        graph = convert_pt2e(graph, fold_quantize=False)
+        litert_torch.convert(graph, args, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
     return Path(path)

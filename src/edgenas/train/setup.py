@@ -45,11 +45,11 @@ def run_arch(cfg: RunConfig) -> Arch:
 def dataset(cfg: RunConfig, arch: Arch, split: str):
     """The ``train`` or ``val`` dataset with the arch's input size and preprocessing."""
     p, d, train = arch.preprocess, cfg.data, split == "train"
-    small = arch.input_size <= 64
+    min_scale = d.crop_scale or (0.35 if arch.input_size <= 64 else 0.08)  # tiny images lose their object
     transform = build_transform(train, arch.input_size, p.mean, p.std, crop_pct=p.crop_pct,
                                 augment=d.augment if train else "none", ops=d.randaugment_ops,
                                 magnitude=d.randaugment_magnitude, interpolation=p.interpolation,
-                                min_scale=0.35 if small else 0.08)  # tiny images lose their object below ~35%
+                                min_scale=min_scale)
     seed, subset = cfg.train.seed, d.train_subset if train else d.val_subset
     if d.dataset == "fashion-mnist":
         return fashion_mnist("train" if train else "test", d.data_dir, transform, seed, subset)
