@@ -77,11 +77,35 @@ class TrainConfig(_Section):
     log_every: Annotated[int, Field(gt=0)] = 50
 
 
+class SearchConfig(_Section):
+    """TuNAS one-shot search (``edgenas.search``); the shared weights train with the ``train`` section's
+    optimizer settings, ``train.batch_size`` and ``train.seed``."""
+    space: str = "small-28"
+    target: str = "macs"  # latency model by name (edgenas.latency.TARGETS), at the arch's deployment input
+    latency_target: Annotated[float, Field(gt=0)] = 60.0  # in the latency model's unit (ms, or MMACs)
+    reward: Literal["abs", "mnas", "mnas-hard"] = "abs"
+    beta: float = -0.10  # TuNAS's abs default; MnasNet's exponent is -0.07
+    steps: Annotated[int, Field(gt=0)] = 400  # weight steps; a controller step follows each after warm-up
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.25  # controller frozen (uniform sampling)
+    rl_lr: Annotated[float, Field(gt=0)] = 0.05  # Adam(beta1=0) on the logits
+    rl_samples: Annotated[int, Field(gt=0)] = 1  # architectures per controller step
+    heldout: Annotated[int, Field(gt=0)] = 5000  # training images kept out of weight steps for the controller
+    rl_batch: Annotated[int, Field(gt=0)] = 256  # held-out images per quality estimate
+    checkpoint_every: Annotated[int, Field(gt=0)] = 50
+
+
 class RunConfig(_Section):
-    model: ModelConfig
+    model: ModelConfig | None = None  # what ``train`` trains; a search has ``search`` instead
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    search: SearchConfig | None = None
     out: str = "runs/train"
+
+    @model_validator(mode="after")
+    def _has_a_job(self):
+        if self.model is None and self.search is None:
+            raise ValueError("give a model section (training) or a search section")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -9,7 +9,7 @@ from ..data.fashion_mnist import DEFAULT_DIR, DataError
 from ..export import FORMATS, ExportError
 from ..latency import LatencyError
 from ..spec import SpecError
-from . import commands, export, latency, train
+from . import commands, export, latency, search, train
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     ss.add_argument("name")
     ss.add_argument("--samples", type=int, default=256, help="points drawn for the MACs range")
     ss.add_argument("--seed", type=int, default=0)
+    ss.add_argument("--target", help="also print the predicted latency range on this target (e.g. edgetpu)")
+    ss.add_argument("--target-samples", type=int, default=32, help="points drawn for the latency range")
+    ss.add_argument("--cache-dir", help="latency cache (default ~/.cache/edgenas or $EDGENAS_CACHE)")
     ss.set_defaults(func=commands.cmd_space_show)
     _latency_parsers(sub, jsonp)
     _train_parsers(sub, jsonp)
@@ -67,6 +70,15 @@ def _train_parsers(sub, jsonp) -> None:
     t.add_argument("--out", help="run folder (checkpoint.pt, metrics.jsonl, config.yaml, arch.yaml)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.set_defaults(func=train.cmd_train)
+
+    r = sub.add_parser("search", parents=[jsonp], help="TuNAS one-shot search for a latency target")
+    r.add_argument("--config", help="run config YAML with a search section")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value, e.g. search.latency_target=1.2")
+    r.add_argument("--data-dir")
+    r.add_argument("--out", help="result folder (result.json, arch.yaml, trace.jsonl, search_checkpoint.pt)")
+    r.add_argument("--resume", action="store_true", help="continue from OUT/search_checkpoint.pt")
+    r.set_defaults(func=search.cmd_search)
 
     e = sub.add_parser("eval", parents=[jsonp], help="top-1/top-5/per-class accuracy of a checkpoint or timm weights")
     e.add_argument("checkpoint", nargs="?")

@@ -121,10 +121,19 @@ def cmd_space_show(args) -> int:
     lo, hi = space.macs_range(np.random.default_rng(args.seed), args.samples)
     zoo = {n: space.match(get_arch(n)) is not None for n in list_models()}
     members = [n for n, inside in zoo.items() if inside]
+    latency = None
+    if args.target:
+        from ..latency import get_latency_model
+
+        model, rng = get_latency_model(args.target, cache_dir=args.cache_dir), np.random.default_rng(args.seed)
+        reports = [model.predict(space.sample_arch(rng)) for _ in range(args.target_samples)]
+        totals = sorted(r.total for r in reports)
+        latency = {"target": args.target, "unit": reports[0].unit, "min": totals[0], "median": totals[len(totals) // 2],
+                   "max": totals[-1], "samples": args.target_samples, "seed": args.seed}
     if args.json:
         emit_json({**space.to_dict(), "choices": {p: c.labels for p, c in space.choices()},
                    "macs_range_sampled": {"min": lo, "max": hi, "samples": args.samples, "seed": args.seed},
-                   "zoo_members": members})
+                   "zoo_members": members, "latency_range_sampled": latency})
         return 0
     t = space.template
     print(f"space {space.name}: {space.description}")
@@ -135,4 +144,8 @@ def cmd_space_show(args) -> int:
     print(f"\nsize: {space.size():,} points (10^{math.log10(space.size()):.1f}), {len(rows)} choices")
     print(f"MACs over {args.samples} sampled valid points (seed {args.seed}): {lo / 1e6:,.1f} M to {hi / 1e6:,.1f} M")
     print(f"zoo models that are points of it: {', '.join(members) or 'none'}")
+    if latency:
+        print(f"predicted {latency['target']} latency over {latency['samples']} sampled points: "
+              f"{latency['min']:.4g} to {latency['max']:.4g} {latency['unit']} (median {latency['median']:.4g}); "
+              f"pick a search target inside it")
     return 0

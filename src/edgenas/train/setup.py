@@ -9,7 +9,7 @@ from ..config import RunConfig
 from ..data.datasets import ImageFolder, fashion_mnist
 from ..data.transforms import build_transform
 from ..models import get_arch
-from ..spec import Arch, Preprocess, load_arch
+from ..spec import Arch, Preprocess, SpecError, load_arch
 
 FASHION_MNIST = Preprocess(mean=(0.2860,), std=(0.3530,), crop_pct=1.0)  # training-set statistics
 
@@ -23,6 +23,8 @@ def run_arch(cfg: RunConfig) -> Arch:
     say which input the model was trained at.
     """
     m = cfg.model
+    if m is None:
+        raise SpecError("model: a training run needs model.name or model.arch")
     arch = get_arch(m.name) if m.name else load_arch(m.arch)
     changes: dict = {}
     if cfg.data.dataset == "fashion-mnist":
