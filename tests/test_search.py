@@ -135,3 +135,34 @@ def test_space_show_prints_the_latency_range_to_pick_a_target_from(capsys):
     assert main(["space", "show", "small-28", "--target", "macs", "--target-samples", "8", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)["latency_range_sampled"]
     assert r["unit"] == "MMACs" and 20 < r["min"] <= r["median"] <= r["max"] < 400 and r["samples"] == 8
+
+
+@pytest.mark.parametrize("kind", ["random", "evolution"])
+def test_baselines_score_trials_with_the_same_reward(kind):
+    from edgenas.config import load_config
+    from edgenas.latency import get_latency_model
+    from edgenas.search.baselines import best, make_evaluator, run_baseline
+
+    space = get_space("small-28")
+    cfg = load_config(overrides=["data.train_subset=400", "search.heldout=100", "train.batch_size=16",
+                                 "train.lr=0.05", "train.threads=1"], base={"search": {}})
+    evaluate = make_evaluator(cfg, space, get_latency_model("macs"), steps=3)
+    trials = run_baseline(kind, space, evaluate, trials=4, target=60.0, population=2, seed=1)
+    assert len(trials) == 4 and len({json.dumps(t.decision, sort_keys=True, default=str) for t in trials}) == 4
+    for t in trials:
+        assert 0.0 <= t.quality <= 1.0 and t.latency == pytest.approx(count(space.fix(t.decision)).macs / 1e6)
+        assert t.reward == pytest.approx(t.quality - 0.1 * abs(t.latency / 60.0 - 1))
+    assert best(trials).reward == max(t.reward for t in trials)
+
+
+def test_evolution_mutates_one_choice():
+    from edgenas.search.baselines import mutate
+
+    space = get_space("small-28")
+    rng = np.random.default_rng(0)
+    parent = space.sample(rng)
+    for _ in range(10):
+        child = mutate(space, parent, rng)
+        changed = [p for p in parent if str(parent[p]) != str(child[p])]
+        assert len(changed) == 1
+        space.fix(child)

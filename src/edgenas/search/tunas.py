@@ -47,7 +47,7 @@ def _lr_factor(step: int, steps: int, warmup: float = 0.025) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - w) / max(steps - w, 1)))
 
 
-class _Batches:
+class Batches:
     """Batch ``step`` of a split: a slice of a permutation drawn from (seed, pass), as a pure function."""
 
     def __init__(self, data, indices: list[int], batch_size: int, seed: int):
@@ -86,8 +86,8 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
     n = len(train_data)
     if s.heldout >= n:
         raise SpecError(f"search.heldout: {s.heldout} leaves no training images of {n}")
-    weights_batches = _Batches(train_data, list(range(n - s.heldout)), t.batch_size, t.seed)
-    held_batches = _Batches(held_data, list(range(n - s.heldout, n)), s.rl_batch, t.seed + 1)
+    weights_batches = Batches(train_data, list(range(n - s.heldout)), t.batch_size, t.seed)
+    held_batches = Batches(held_data, list(range(n - s.heldout, n)), s.rl_batch, t.seed + 1)
 
     supernet = Supernet(space)
     controller = Controller(space)

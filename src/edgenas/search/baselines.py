@@ -1,0 +1,129 @@
+"""Multi-trial baselines over the same space, reward and latency model as TuNAS: random search and regularized
+(aging) evolution (Real et al. 2019). Each trial trains its architecture from scratch for ``trial_steps``
+weight steps on the training split and scores top-1 on the held-out split; trials go through an executor
+(``map``-like; local and sequential by default).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..space import SearchSpace
+from ..space import choice as walk
+from ..spec import SpecError
+from .controller import active_paths, reward
+from .supernet import recalibrate_bn
+
+
+@dataclass
+class Trial:
+    decision: dict
+    quality: float
+    latency: float
+    reward: float
+
+
+def train_briefly(arch, train_batches: Callable[[int], tuple], held: tuple[torch.Tensor, torch.Tensor], steps: int,
+                  lr: float, seed: int) -> float:
+    """Top-1 on ``held`` of ``arch`` trained from scratch for ``steps`` SGD steps (cosine, no warm-up)."""
+    from ..nn import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(arch).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for step in range(steps):
+        x, y = train_batches(step)
+        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    recalibrate_bn(model, [train_batches(s)[0] for s in range(min(steps, 4))])
+    with torch.no_grad():
+        return float((model(held[0]).argmax(1) == held[1]).float().mean())
+
+
+def mutate(space: SearchSpace, decision: dict, rng: np.random.Generator, max_tries: int = 100) -> dict:
+    """Change one choice that shapes the architecture to another of its options (a valid point)."""
+    choices = dict(space.choices())
+    paths = [p for p in active_paths(decision, list(choices)) if len(choices[p].options) > 1]
+    for _ in range(max_tries):
+        path = paths[rng.integers(len(paths))]
+        others = [o for o in choices[path].options if walk.label_of(o) != str(decision[path])]
+        new = others[rng.integers(len(others))]
+        child = {**decision, path: walk.label_of(new) if hasattr(new, "type") else new}
+        try:
+            space.fix(child)
+            return child
+        except SpecError:
+            continue
+    raise RuntimeError("mutate: no valid neighbour found")
+
+
+def make_evaluator(cfg, space: SearchSpace, latency, steps: int) -> Callable[[dict], tuple[float, float]]:
+    """``decision -> (held-out top-1 after training briefly, predicted latency)`` on ``cfg``'s data, with the
+    training/held-out split of the TuNAS loop (``search.heldout``)."""
+    import copy
+
+    from ..train.setup import dataset
+    from .tunas import Batches
+
+    template = space.sample_arch(np.random.default_rng(cfg.train.seed))
+    train_data = dataset(cfg, template, "train")
+    held_data = copy.copy(train_data)
+    held_data.transform = dataset(cfg, template, "val").transform
+    n, k = len(train_data), cfg.search.heldout
+    batches = Batches(train_data, list(range(n - k)), cfg.train.batch_size, cfg.train.seed)
+    held = Batches(held_data, list(range(n - k, n)), k, cfg.train.seed)(0)
+
+    def evaluate(decision: dict) -> tuple[float, float]:
+        arch = space.fix(decision)
+        return (train_briefly(arch, batches, held, steps, cfg.train.lr, cfg.train.seed),
+                latency.predict(arch).total)
+    return evaluate
+
+
+def run_baseline(kind: str, space: SearchSpace, evaluate: Callable[[dict], tuple[float, float]], trials: int,
+                 target: float, *, reward_kind: str = "abs", beta: float = -0.10, seed: int = 0,
+                 population: int = 8, sample_size: int = 3,
+                 executor: Callable[[Callable, Iterable], Iterable] = map) -> list[Trial]:
+    """``random`` or ``evolution``; ``evaluate(decision) -> (quality, latency)``. Evolution evaluates its
+    first ``population`` trials as random and then one child per trial (a mutation of the best of
+    ``sample_size`` random members), removing the oldest member each time."""
+    rng = np.random.default_rng(seed)
+
+    def score(decisions: list[dict]) -> list[Trial]:
+        return [Trial(d, q, lat, reward(q, lat, target, reward_kind, beta))
+                for d, (q, lat) in zip(decisions, executor(evaluate, decisions))]
+
+    if kind == "random":
+        return score([space.sample(rng) for _ in range(trials)])
+    if kind != "evolution":
+        raise ValueError(f"unknown baseline {kind!r}; known: random, evolution")
+    history = score([space.sample(rng) for _ in range(min(population, trials))])
+    alive = collections.deque(history)
+    while len(history) < trials:
+        picks = [alive[i] for i in rng.choice(len(alive), size=min(sample_size, len(alive)), replace=False)]
+        parent = max(picks, key=lambda t: t.reward)
+        child = score([mutate(space, parent.decision, rng)])[0]
+        history.append(child)
+        alive.append(child)
+        alive.popleft()
+    return history
+
+
+def best(trials: list[Trial]) -> Trial:
+    return max(trials, key=lambda t: t.reward)
+
+
+def summary(trials: list[Trial]) -> dict[str, Any]:
+    b = best(trials)
+    return {"trials": len(trials), "best": {"decision": b.decision, "quality": b.quality, "latency": b.latency,
+                                            "reward": b.reward}}
