@@ -78,8 +78,8 @@ class TrainConfig(_Section):
 
 
 class SearchConfig(_Section):
-    """TuNAS one-shot search (``edgenas.search``); the shared weights train with the ``train`` section's
-    optimizer settings, ``train.batch_size`` and ``train.seed``."""
+    """TuNAS one-shot search (``edgenas.search``). The shared weights train with SGD (Nesterov) using the
+    ``train`` section's lr, momentum, weight_decay, label_smoothing, grad_clip, batch_size, seed and threads."""
     space: str = "small-28"
     target: str = "macs"  # latency model by name (edgenas.latency.TARGETS), at the arch's deployment input
     latency_target: Annotated[float, Field(gt=0)] = 60.0  # in the latency model's unit (ms, or MMACs)
