@@ -58,26 +58,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run_config_args(p, example: str, out_help: str, checkpoint: str) -> None:
+    """The arguments of a command driven by a ``RunConfig`` (train, search)."""
+    p.add_argument("--config", help="run config YAML (only what differs from the defaults)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=f"override a config value, e.g. {example}")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", help=out_help)
+    p.add_argument("--resume", action="store_true", help=f"continue from OUT/{checkpoint}")
+
+
 def _train_parsers(sub, jsonp) -> None:
     t = sub.add_parser("train", parents=[jsonp], help="train a model (torchrun --nproc_per_node N for data "
                                                        "parallel)")
     src = t.add_mutually_exclusive_group()
     src.add_argument("--model", help="registered model name")
     src.add_argument("--arch", help="arch file (.yaml/.json)")
-    t.add_argument("--config", help="run config YAML (only what differs from the defaults)")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. train.lr=0.05")
-    t.add_argument("--data-dir")
-    t.add_argument("--out", help="run folder (checkpoint.pt, metrics.jsonl, config.yaml, arch.yaml)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    _run_config_args(t, "train.lr=0.05", "run folder (checkpoint.pt, metrics.jsonl, config.yaml, arch.yaml)",
+                     "checkpoint.pt")
     t.set_defaults(func=train.cmd_train)
 
     r = sub.add_parser("search", parents=[jsonp], help="TuNAS one-shot search for a latency target")
-    r.add_argument("--config", help="run config YAML with a search section")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a config value, e.g. search.latency_target=1.2")
-    r.add_argument("--data-dir")
-    r.add_argument("--out", help="result folder (result.json, arch.yaml, trace.jsonl, search_checkpoint.pt)")
-    r.add_argument("--resume", action="store_true", help="continue from OUT/search_checkpoint.pt")
+    _run_config_args(r, "search.latency_target=1.2",
+                     "result folder (result.json, arch.yaml, trace.jsonl, search_checkpoint.pt)", "search_checkpoint.pt")
     r.set_defaults(func=search.cmd_search)
 
     e = sub.add_parser("eval", parents=[jsonp], help="top-1/top-5/per-class accuracy of a checkpoint or timm weights")

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from .output import emit_json
+from .train import run_config
 
 
 def cmd_search(args) -> int:
-    from ..config import load_config
     from ..search import search
 
-    base = {"search": {}, "out": args.out or "runs/search"}
-    overrides = list(args.set or [])
-    if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
-    cfg = load_config(args.config, overrides, base)
+    cfg = run_config(args, {"search": {}, "out": "runs/search"})
     result = search(cfg, resume=args.resume)
     if args.json:
         emit_json(result)

@@ -7,17 +7,18 @@ import sys
 from .output import emit_json, table
 
 
-def _config(args):
+def run_config(args, base: dict | None = None):
+    """The ``RunConfig`` of a train or search command: ``base`` <- --config <- --out, --data-dir, --set (the
+    command line wins over the file)."""
     from ..config import load_config
 
-    base = {}
-    if args.model:
+    base = dict(base or {})
+    if getattr(args, "model", None):
         base["model"] = {"name": args.model}
-    if args.arch:
+    if getattr(args, "arch", None):
         base["model"] = {"arch": args.arch}
-    if args.out:
-        base["out"] = args.out
-    overrides = list(args.set or [])
+    overrides = [f"out={args.out}"] if args.out else []
+    overrides += list(args.set or [])
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")
     return load_config(args.config, overrides, base)
@@ -26,7 +27,7 @@ def _config(args):
 def cmd_train(args) -> int:
     from ..train.loop import fit_classification
 
-    cfg = _config(args)
+    cfg = run_config(args)
     record = fit_classification(cfg, resume=args.resume)
     if args.json:
         emit_json(record)

@@ -70,18 +70,10 @@ def mutate(space: SearchSpace, decision: dict, rng: np.random.Generator, max_tri
 def make_evaluator(cfg, space: SearchSpace, latency, steps: int) -> Callable[[dict], tuple[float, float]]:
     """``decision -> (held-out top-1 after training briefly, predicted latency)`` on ``cfg``'s data, with the
     training/held-out split of the TuNAS loop (``search.heldout``)."""
-    import copy
+    from .tunas import splits
 
-    from ..train.setup import dataset
-    from .tunas import Batches
-
-    template = space.sample_arch(np.random.default_rng(cfg.train.seed))
-    train_data = dataset(cfg, template, "train")
-    held_data = copy.copy(train_data)
-    held_data.transform = dataset(cfg, template, "val").transform
-    n, k = len(train_data), cfg.search.heldout
-    batches = Batches(train_data, list(range(n - k)), cfg.train.batch_size, cfg.train.seed)
-    held = Batches(held_data, list(range(n - k, n)), k, cfg.train.seed)(0)
+    batches, held_batches = splits(cfg, space, cfg.search.heldout)
+    held = held_batches(0)  # the whole held-out split
 
     def evaluate(decision: dict) -> tuple[float, float]:
         arch = space.fix(decision)

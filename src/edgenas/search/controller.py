@@ -78,9 +78,9 @@ class Controller(torch.nn.Module):
         terms = [torch.log_softmax(lg, 0)[i] for p, lg, i in zip(self.paths, self.logits, idx) if p in active]
         return torch.stack(terms).sum()
 
-    def entropy(self) -> float:
-        with torch.no_grad():
-            return float(sum(-(torch.softmax(lg, 0) * torch.log_softmax(lg, 0)).sum() for lg in self.logits))
+    def entropy(self) -> torch.Tensor:
+        """Sum over choices of each categorical's entropy (nats), differentiable."""
+        return sum(-(torch.softmax(lg, 0) * torch.log_softmax(lg, 0)).sum() for lg in self.logits)
 
     def most_likely(self) -> dict[str, Any]:
         """The controller's most likely valid decision: the argmax of every choice; where that makes a block
@@ -140,8 +140,7 @@ class Reinforce:
                 group["lr"] = lr
         loss = -sum((r - self.baseline) * self.controller.log_prob(d, i) for d, i, r in samples) / len(samples)
         if self.entropy_weight:
-            loss = loss - self.entropy_weight * sum(-(torch.softmax(lg, 0) * torch.log_softmax(lg, 0)).sum()
-                                                    for lg in self.controller.logits)
+            loss = loss - self.entropy_weight * self.controller.entropy()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

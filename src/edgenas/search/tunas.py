@@ -62,6 +62,20 @@ class Batches:
         return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
 
 
+def splits(cfg: RunConfig, space, held_batch: int) -> tuple[Batches, Batches]:
+    """Batches for weight steps (the training images but the last ``search.heldout``, augmented as
+    configured) and for quality estimates (those last images, transformed as at evaluation)."""
+    template = space.sample_arch(np.random.default_rng(cfg.train.seed))  # input size, channels, preprocessing
+    train_data = dataset(cfg, template, "train")
+    held_data = copy.copy(train_data)
+    held_data.transform = dataset(cfg, template, "val").transform
+    n, k = len(train_data), cfg.search.heldout
+    if k >= n:
+        raise SpecError(f"search.heldout: {k} leaves no training images of {n}")
+    return (Batches(train_data, list(range(n - k)), cfg.train.batch_size, cfg.train.seed),
+            Batches(held_data, list(range(n - k, n)), held_batch, cfg.train.seed + 1))
+
+
 def _key(decision: dict) -> str:
     return json.dumps(decision, sort_keys=True, default=str)
 
@@ -79,15 +93,7 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
     torch.manual_seed(t.seed)
     space = get_space(s.space)
     latency = get_latency_model(s.target)
-    template = space.sample_arch(np.random.default_rng(t.seed))  # input size, channels, preprocessing
-    train_data = dataset(cfg, template, "train")
-    held_data = copy.copy(train_data)  # held-out training images, seen as at evaluation (no augmentation)
-    held_data.transform = dataset(cfg, template, "val").transform
-    n = len(train_data)
-    if s.heldout >= n:
-        raise SpecError(f"search.heldout: {s.heldout} leaves no training images of {n}")
-    weights_batches = Batches(train_data, list(range(n - s.heldout)), t.batch_size, t.seed)
-    held_batches = Batches(held_data, list(range(n - s.heldout, n)), s.rl_batch, t.seed + 1)
+    weights_batches, held_batches = splits(cfg, space, s.rl_batch)
 
     supernet = Supernet(space)
     controller = Controller(space)
@@ -150,7 +156,7 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
             rl.step(samples)
             record.update(quality=round(quality, 4), latency=round(lat, 5),
                           reward=round(samples[-1][2], 5), baseline=round(rl.baseline, 5))
-        record.update(entropy=round(controller.entropy(), 4), likely_latency=round(price(controller.most_likely()), 5))
+        record.update(entropy=round(float(controller.entropy()), 4), likely_latency=round(price(controller.most_likely()), 5))
         trace.append(record)
         step += 1
         if progress:
