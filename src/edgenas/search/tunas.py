@@ -156,7 +156,7 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
             rl.step(samples)
             record.update(quality=round(quality, 4), latency=round(lat, 5),
                           reward=round(samples[-1][2], 5), baseline=round(rl.baseline, 5))
-        record.update(entropy=round(float(controller.entropy()), 4), likely_latency=round(price(controller.most_likely()), 5))
+        record.update(entropy=round(controller.entropy().item(), 4), likely_latency=round(price(controller.most_likely()), 5))
         trace.append(record)
         step += 1
         if progress:
