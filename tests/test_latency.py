@@ -44,10 +44,10 @@ def test_depthwise_bounds_and_grouped_convs():
 
 def test_cycle_cache_is_persistent_and_content_addressed(tmp_path):
     path = tmp_path / "cycles.json"
-    first = EdgeTPUModel(cache=CycleCache(path))
+    first = EdgeTPUModel(cache=CycleCache(path, use_bundled=False))
     a = first.predict(tiny_arch()).total
     assert first.cache.simulated > 0 and path.is_file()
-    second = EdgeTPUModel(cache=CycleCache(path))
+    second = EdgeTPUModel(cache=CycleCache(path, use_bundled=False))
     assert second.predict(tiny_arch()).total == a and second.cache.simulated == 0
     path.write_text("{not json")
     with pytest.raises(LatencyError, match="not a SCALE-Sim cycle cache"):

@@ -166,3 +166,163 @@ def test_evolution_mutates_one_choice():
         changed = [p for p in parent if str(parent[p]) != str(child[p])]
         assert len(changed) == 1
         space.fix(child)
+
+
+def test_warmup_enables_all_ops_and_widest_filters_then_fades():
+    from edgenas.search.tunas import rl_lr, warmup_paths
+
+    space = get_space("small-28")
+    net = Supernet(space)
+    decision = space.sample(np.random.default_rng(0))
+    g = torch.Generator().manual_seed(0)
+    wide, parallel = warmup_paths(space, decision, 1.0, g)
+    positions = [p for p, _ in space.choices() if p.endswith("]") and ".blocks[" in p]
+    assert len(parallel) == len(positions)  # every searchable position runs all its ops
+    assert {b.type for specs in parallel.values() for b in specs} == {"ibn", "fused_ibn", "gc_ibn", "skip"}
+    assert all(wide[p] == max(c.options) for p, c in space.choices() if p.endswith("out_channels"))
+    x = torch.randn(4, 1, 28, 28)
+    net(x, wide, parallel).sum().backward()
+    used = {k for k, op in net.stages[2][1].items() if op.project.weight.grad is not None}
+    assert used == {"ibn", "fused_ibn", "gc_ibn"}  # all ops of a position train at once
+    assert warmup_paths(space, decision, 0.0, g) == (decision, {})
+    # one op per position given as "parallel" is the plain forward
+    arch = space.fix(decision)
+    from edgenas.spec import block_plan
+
+    single = {(pb.stage, pb.index): [pb.block] for pb in block_plan(arch)}
+    with torch.no_grad():
+        assert torch.allclose(net(x, decision, single), net(x, decision), atol=1e-6)
+    assert rl_lr(9, 10, 40, 0.05, 10.0) == 0.0 and rl_lr(10, 10, 40, 0.05, 10.0) == 0.05
+    assert rl_lr(39, 10, 40, 0.05, 10.0) == pytest.approx(0.5)
+
+
+def test_proxy_task_shares_decisions_with_the_deployment_space():
+    from edgenas.config import load_config
+    from edgenas.search.tunas import proxy_note, task_space
+
+    space = get_space("edgetpu-v2-224")
+    cfg = load_config(overrides=["search.input_size=32"], base={"search": {"space": "edgetpu-v2-224"}})
+    task = task_space(cfg, space)
+    decision = space.sample(np.random.default_rng(1))
+    a, b = space.fix(decision), task.fix(decision)
+    assert (b.input_size, b.in_channels, b.head.num_classes) == (32, 1, 10)
+    assert (a.input_size, a.in_channels, a.head.num_classes) == (224, 3, 1001)
+    assert a.stages == b.stages and "proxy task" in proxy_note(space, task, cfg)
+    small = get_space("small-28")
+    assert task_space(load_config(base={"search": {}}), small) is small  # Fashion-MNIST already
+
+
+def test_covering_decisions_contain_every_layer_of_the_space():
+    from edgenas.spec import arch_layers
+
+    space = get_space("small-28")
+    key = lambda x: (x.op, x.in_channels, x.out_channels, x.in_size, x.kernel_size, x.stride, x.groups)  # noqa: E731
+    covered = {key(x) for d in space.covering() for x in arch_layers(space.fix(d))}
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        assert {key(x) for x in arch_layers(space.sample_arch(rng))} <= covered
+
+
+def test_bundled_cycles_are_the_simulators_and_cover_the_spaces():
+    from edgenas.latency.edgetpu import EdgeTPUModel
+    from edgenas.latency.scalesim_cycles import CycleCache
+    from edgenas.models import get_arch, list_models
+
+    arch = get_space("small-28").sample_arch(np.random.default_rng(2))
+    simulated = EdgeTPUModel(cache=CycleCache(use_bundled=False))
+    bundled = EdgeTPUModel()
+    assert bundled.predict(arch).total == simulated.predict(arch).total and simulated.cache.simulated > 0
+    rng = np.random.default_rng(3)
+    for a in [get_space("edgetpu-v2-224").sample_arch(rng) for _ in range(10)] + [get_arch(m) for m in list_models()]:
+        bundled.predict(a)
+    assert bundled.cache.simulated == 0  # nothing had to be simulated
+
+
+SIGKILL_SEARCH = SEARCH + ["search.checkpoint_every=1", "search.steps=16"]
+
+
+def test_search_killed_at_a_random_step_resumes_to_the_same_architecture(tmp_path):
+    """SIGKILL (no clean-up) at a random step after a checkpoint; --resume must end where an uninterrupted
+    run with the same seed ends."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edgenas.cli import main
+    from edgenas.config import load_config
+    from edgenas.search import search
+
+    seed = int(time.time())
+    kill_after = random.Random(seed).randint(2, 12)
+    args = [a for s in SIGKILL_SEARCH for a in ("--set", s)]
+    proc = subprocess.Popen([sys.executable, "-m", "edgenas", "search", "--out", str(tmp_path / "b"), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "b" / "search_checkpoint.pt"
+    while proc.poll() is None:
+        if ckpt.is_file() and torch.load(ckpt, weights_only=True)["step"] >= kill_after:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert proc.wait() == -signal.SIGKILL, f"the search ended before step {kill_after} (seed {seed})"
+    assert not (tmp_path / "b" / "result.json").exists()
+    cfg = load_config(overrides=SIGKILL_SEARCH + [f"out={tmp_path / 'a'}"], base={"search": {}})
+    whole = search(cfg, resume=False, progress=False)
+    assert main(["search", "--out", str(tmp_path / "b"), "--resume", *args]) == 0
+    resumed = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert resumed["decision"] == json.loads(json.dumps(whole["decision"], default=str)), f"seed {seed}"
+    assert resumed["probabilities"] == whole["probabilities"], f"killed after step {kill_after} (seed {seed})"
+
+
+def test_two_process_search_samples_per_rank_and_keeps_one_controller(tmp_path):
+    """Under torchrun each process samples its own architectures; all rewards feed one REINFORCE step, so
+    both processes end with the same controller."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, sys\nimport torch.distributed as dist\nfrom edgenas.config import load_config\n"
+        "from edgenas.search import search\n"
+        f"cfg = load_config(overrides={SEARCH!r} + ['out={tmp_path}'], base={{'search': {{}}}})\n"
+        "r = search(cfg, resume=False, progress=False)\n"
+        f"open('{tmp_path}/rank%d.json' % dist.get_rank(), 'w').write(json.dumps("
+        "{'decision': r['decision'], 'probabilities': r['probabilities']}, default=str))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29541", str(script)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0 == r1
+    assert r0["probabilities"] != json.loads(json.dumps(Controller(get_space("small-28")).probabilities()))
+    trace = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    rl_steps = [r for r in trace if "samples" in r]
+    assert rl_steps and all(len(r["samples"]) == 2 for r in rl_steps)  # one sample from each process
+    assert any(r["samples"][0] != r["samples"][1] for r in rl_steps)  # ... of different architectures
+    assert torch.load(tmp_path / "search_checkpoint.pt", weights_only=True)["world"] == 2
+
+
+def test_baselines_run_on_a_local_ray_cluster():
+    from edgenas.config import load_config
+    from edgenas.latency import get_latency_model
+    from edgenas.search.baselines import make_evaluator, ray_executor, run_baseline
+
+    import ray
+
+    space = get_space("small-28")
+    cfg = load_config(overrides=["data.train_subset=300", "search.heldout=100", "train.batch_size=16",
+                                 "train.threads=1"], base={"search": {}})
+    evaluate = make_evaluator(cfg, space, get_latency_model("macs"), steps=2)
+    try:
+        on_ray = run_baseline("random", space, evaluate, trials=3, target=60.0, seed=4,
+                              executor=ray_executor(num_cpus=2))
+    finally:
+        ray.shutdown()
+    local = run_baseline("random", space, evaluate, trials=3, target=60.0, seed=4)
+    assert [t.decision for t in on_ray] == [t.decision for t in local]
+    assert [t.latency for t in on_ray] == [t.latency for t in local]
+    assert [t.quality for t in on_ray] == pytest.approx([t.quality for t in local], abs=0.02)

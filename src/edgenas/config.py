@@ -87,11 +87,17 @@ class SearchConfig(_Section):
     beta: float = -0.10  # TuNAS's abs default; MnasNet's exponent is -0.07
     steps: Annotated[int, Field(gt=0)] = 400  # weight steps; a controller step follows each after warm-up
     warmup_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.25  # controller frozen (uniform sampling)
-    rl_lr: Annotated[float, Field(gt=0)] = 0.05  # Adam(beta1=0) on the logits
+    rl_lr: Annotated[float, Field(gt=0)] = 0.05  # Adam(beta1=0) on the logits, at the end of the warm-up ...
+    rl_lr_growth: Annotated[float, Field(ge=1)] = 10.0  # ... growing exponentially to rl_lr x this (TuNAS: 10)
     rl_samples: Annotated[int, Field(gt=0)] = 1  # architectures per controller step
     heldout: Annotated[int, Field(gt=0)] = 5000  # training images kept out of weight steps for the controller
     rl_batch: Annotated[int, Field(gt=0)] = 256  # held-out images per quality estimate
     checkpoint_every: Annotated[int, Field(gt=0)] = 50
+    # quality on a proxy task: the space adapted to the data (channels, classes) at this input size (null: the
+    # space's own); latency is always predicted for the space's architecture at its deployment size
+    input_size: Annotated[int, Field(ge=16)] | None = None
+    cache_dir: str | None = None  # simulated layers / lookup tables (null: ~/.cache/edgenas or $EDGENAS_CACHE)
+    retrain_epochs: Annotated[int, Field(ge=0)] = 0  # then train the winner from scratch, evaluate, export ONNX
 
 
 class RunConfig(_Section):

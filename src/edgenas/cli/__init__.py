@@ -79,8 +79,11 @@ def _train_parsers(sub, jsonp) -> None:
 
     r = sub.add_parser("search", parents=[jsonp], help="TuNAS one-shot search for a latency target")
     _run_config_args(r, "search.latency_target=1.2",
-                     "result folder (result.json, arch.yaml, trace.jsonl, search_checkpoint.pt)", "search_checkpoint.pt")
+                     "result folder (result.json, arch.yaml, trace.jsonl, report.html, search_checkpoint.pt)", "search_checkpoint.pt")
     r.set_defaults(func=search.cmd_search)
+    rep = sub.add_parser("report", help="rebuild a search folder's report.html from its result.json and trace")
+    rep.add_argument("dir")
+    rep.set_defaults(func=search.cmd_report)
 
     e = sub.add_parser("eval", parents=[jsonp], help="top-1/top-5/per-class accuracy of a checkpoint or timm weights")
     e.add_argument("checkpoint", nargs="?")
@@ -105,11 +108,11 @@ def _train_parsers(sub, jsonp) -> None:
 
 
 def _latency_parsers(sub, jsonp) -> None:
-    from ..latency import TARGETS
+    from ..latency import DEFAULT_CACHE, TARGETS
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--target", required=True, help=f"one of {', '.join(TARGETS)}")
-    common.add_argument("--cache-dir", default=latency.DEFAULT_CACHE,
+    common.add_argument("--cache-dir", default=DEFAULT_CACHE,
                         help="simulated layers and lookup tables (default ~/.cache/edgenas or $EDGENAS_CACHE)")
     lat = sub.add_parser("latency", parents=[jsonp, common], help="predicted latency of a model or arch file; "
                          "also `latency calibrate` and `latency check`")
@@ -133,9 +136,12 @@ def _latency_parsers(sub, jsonp) -> None:
     chk.set_defaults(func=latency.cmd_check)
 
     lut = sub.add_parser("lut", help="latency lookup tables").add_subparsers(dest="lut_command", required=True)
-    build = lut.add_parser("build", parents=[common], help="measure a space's layers into a table ahead of time")
+    build = lut.add_parser("build", parents=[common], help="measure (simulate, for edgetpu) a space's layers into "
+                           "a table ahead of time")
     build.add_argument("--space", required=True)
     build.add_argument("--samples", type=int, default=50, help="architectures whose layers are measured")
+    build.add_argument("--all", action="store_true", help="every distinct layer of the space (SearchSpace.covering)")
+    build.add_argument("--zoo", action="store_true", help="and every classification model of the zoo")
     build.add_argument("--fit-samples", type=int, default=20, help="whole models the overhead is fitted on")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--threads", type=int, default=1)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import torch
-
 from .output import emit_json
 
 
 def cmd_export(args) -> int:
     from ..export import export
-    from ..train.setup import datasets, load_trained
+    from ..export.api import parity_data
+    from ..train.setup import load_trained
 
     cfg, arch, model = load_trained(args.checkpoint, ema=args.ema, gc_mode=args.gc_mode,
                                     overrides=[f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-    train_set, val_set = datasets(cfg, arch)
-    train_set.transform = val_set.transform  # calibrate on training images as the model sees them deployed
-    n = min(args.check_images, len(val_set))
-    images = torch.stack([val_set[i][0] for i in range(n)])
-    labels = torch.tensor([val_set[i][1] for i in range(n)])
-    calib = torch.stack([train_set[i][0] for i in range(min(args.calibration_images, len(train_set)))])
+    images, labels, calib = parity_data(cfg, arch, args.check_images, args.calibration_images)
     out = args.out or str(args.checkpoint).rsplit(".", 1)[0] + {"onnx": ".onnx", "onnx-int8": ".int8.onnx",
                                                                 "tflite": ".tflite",
                                                                 "tflite-int8": ".int8.tflite"}[args.format]

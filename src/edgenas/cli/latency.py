@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import numpy as np
 
 from .commands import _arch_from
 from .output import emit_json, table
-
-DEFAULT_CACHE = Path(os.environ.get("EDGENAS_CACHE", Path.home() / ".cache" / "edgenas"))
-
 
 def _model(args, **options):
     from ..latency import get_latency_model
@@ -105,12 +101,25 @@ def cmd_check(args) -> int:
 
 
 def cmd_lut_build(args) -> int:
+    from ..models import get_arch, list_models
     from ..space import get_space
 
     space = get_space(args.space)
     rng = np.random.default_rng(args.seed)
+    archs = [space.fix(d) for d in space.covering()] if args.all else \
+        [space.sample_arch(rng) for _ in range(args.samples)]
+    archs += [get_arch(name) for name in list_models()] if args.zoo else []
+    if args.target == "edgetpu":  # the simulator: every layer once into the cycle cache; nothing to fit
+        model = _model(args)
+        for i, arch in enumerate(archs):
+            model.predict(arch)
+            if (i + 1) % max(1, len(archs) // 20) == 0 or i + 1 == len(archs):
+                print(f"\r[{i + 1}/{len(archs)}] {model.cache.simulated} layers simulated", end="",
+                      file=sys.stderr, flush=True)
+        print(f"\n{model.cache.path}: {len(archs)} architectures, {model.cache.simulated} layers simulated now "
+              "(the rest were cached)", file=sys.stderr)
+        return 0
     model = _model(args, threads=args.threads)
-    archs = [space.sample_arch(rng) for _ in range(args.samples)]
     for i, arch in enumerate(archs):
         for layer in model.layers_of(arch):
             model.entry(layer)

@@ -87,6 +87,20 @@ def export(model: nn.Module, fmt: str, out: str | Path, images: torch.Tensor, la
     return report
 
 
+def parity_data(cfg, arch, check: int = 1000, calibration: int = 256) -> tuple[torch.Tensor, ...]:
+    """(test images, their labels, training images for int8 ranges) of a run's dataset, transformed as the
+    deployed model sees them (no augmentation)."""
+    from ..train.setup import datasets
+
+    train_set, val_set = datasets(cfg, arch)
+    train_set.transform = val_set.transform
+    n = min(check, len(val_set))
+    images = torch.stack([val_set[i][0] for i in range(n)])
+    labels = torch.tensor([val_set[i][1] for i in range(n)])
+    calib = [train_set[i][0] for i in range(min(calibration, len(train_set)))]
+    return images, labels, torch.stack(calib) if calib else images[:0]
+
+
 def _needs_calibration(fmt: str, calibration) -> None:
     if calibration is None or not len(calibration):
         raise ExportError(f"{fmt} needs calibration images")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .base import LatencyError, LatencyModel, LatencyReport, LayerTime
 
 TARGETS = ("macs", "edgetpu", "cpu-ort", "cpu-ort-int8", "cpu-litert")
+# Simulated layers and measured lookup tables live here unless a command names another folder.
+DEFAULT_CACHE = Path(os.environ.get("EDGENAS_CACHE", Path.home() / ".cache" / "edgenas"))
 
 
 def get_latency_model(target: str, *, cache_dir: str | Path | None = None, lut_path: str | Path | None = None,
@@ -35,4 +38,4 @@ def get_latency_model(target: str, *, cache_dir: str | Path | None = None, lut_p
     raise LatencyError(f"unknown latency target {target!r}; known: {', '.join(TARGETS)}")
 
 
-__all__ = ["TARGETS", "LatencyError", "LatencyModel", "LatencyReport", "LayerTime", "get_latency_model"]
+__all__ = ["DEFAULT_CACHE", "TARGETS", "LatencyError", "LatencyModel", "LatencyReport", "LayerTime", "get_latency_model"]

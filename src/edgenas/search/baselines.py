@@ -1,7 +1,7 @@
 """Multi-trial baselines over the same space, reward and latency model as TuNAS: random search and regularized
 (aging) evolution (Real et al. 2019). Each trial trains its architecture from scratch for ``trial_steps``
 weight steps on the training split and scores top-1 on the held-out split; trials go through an executor
-(``map``-like; local and sequential by default).
+(``map``-like; local and sequential by default, or ``ray_executor`` for a Ray cluster).
 """
 
 from __future__ import annotations
@@ -109,6 +109,22 @@ def run_baseline(kind: str, space: SearchSpace, evaluate: Callable[[dict], tuple
         alive.append(child)
         alive.popleft()
     return history
+
+
+def ray_executor(address: str | None = None, num_cpus: int | None = None) -> Callable[[Callable, Iterable], list]:
+    """A ``map``-like executor that runs each trial as a Ray task (one CPU each) on the cluster at ``address``
+    (or a local one with ``num_cpus``); results come back in input order. Needs the ``ray`` extra."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("the ray executor needs the ray extra: pip install 'edgenas[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+    def run(fn: Callable, items: Iterable) -> list:
+        task = ray.remote(num_cpus=1)(fn)
+        return ray.get([task.remote(item) for item in items])
+    return run
 
 
 def best(trials: list[Trial]) -> Trial:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import torch
 
 from ..space import SearchSpace
+from ..space.space import active_paths
 from ..spec import SpecError
 
 REWARDS = ("abs", "mnas", "mnas-hard")
@@ -30,17 +31,6 @@ def reward(quality: float, latency: float, target: float, kind: str = "abs", bet
     if kind == "mnas-hard":
         return quality * min(ratio ** beta, 1.0)
     raise ValueError(f"unknown reward {kind!r}; known: {', '.join(REWARDS)}")
-
-
-def active_paths(decision: Mapping[str, Any], paths: list[str]) -> list[str]:
-    """The choices that shape the architecture: a choice nested in an option (``p@label.field``) counts only
-    when its parent choice picked that option."""
-    def active(path: str) -> bool:
-        if "@" not in path:
-            return True
-        parent, rest = path.rsplit("@", 1)
-        return active(parent) and str(decision.get(parent)) == rest.split(".", 1)[0]
-    return [p for p in paths if active(p)]
 
 
 class Controller(torch.nn.Module):
@@ -60,17 +50,24 @@ class Controller(torch.nn.Module):
         return self.labels[path][i] if hasattr(option, "type") else option
 
     def sample(self, generator: torch.Generator, max_tries: int = 100) -> tuple[dict[str, Any], list[int]]:
-        """A valid decision and its option indices. Invalid points (e.g. a group size that does not divide
-        the expanded channels) are redrawn, at most ``max_tries`` times."""
+        """A valid decision and its option indices. Where a block comes out invalid (e.g. a group size that
+        does not divide its expanded channels) that block's own choices are redrawn, at most ``max_tries``
+        times in all."""
+        def draw(i: int) -> int:
+            return int(torch.multinomial(torch.softmax(self.logits[i].detach(), 0), 1, generator=generator))
+
+        idx = [draw(i) for i in range(len(self.logits))]
         for _ in range(max_tries):
-            idx = [int(torch.multinomial(torch.softmax(lg.detach(), 0), 1, generator=generator))
-                   for lg in self.logits]
             decision = {p: self._value(p, i) for p, i in zip(self.paths, idx)}
             try:
                 self.space.fix(decision)
-            except SpecError:
-                continue
-            return decision, idx
+                return decision, idx
+            except SpecError as err:
+                block = re.match(r"(stages\[\d+\]\.blocks\[\d+\])", str(err))
+                redraw = [i for i, p in enumerate(self.paths)
+                          if block and (p == block.group(1) or p.startswith(block.group(1) + "@"))]
+                for i in redraw or range(len(self.logits)):
+                    idx[i] = draw(i)
         raise RuntimeError(f"controller: no valid architecture in {max_tries} draws")
 
     def log_prob(self, decision: Mapping[str, Any], idx: list[int]) -> torch.Tensor:

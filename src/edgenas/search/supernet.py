@@ -92,7 +92,7 @@ class SharedBlock(nn.Module):
             self.expand = SharedConv(cin, mid, kernel, eps=eps)
         self.project = SharedConv(mid, cout, 1, eps=eps)
 
-    def forward(self, x, spec, cout: int, stride: int, dilation: int) -> torch.Tensor:
+    def forward(self, x, spec, cout: int, stride: int, dilation: int, residual: bool = True) -> torch.Tensor:
         cin = x.shape[1]
         mid, k, act = spec.mid(cin), spec.kernel_size, str(spec.act)
         y = x
@@ -103,7 +103,7 @@ class SharedBlock(nn.Module):
         elif mid != cin:
             y = self.expand(y, mid, k, stride, spec.expand_groups(cin), dilation, act)
         y = self.project(y, cout)
-        return y + x if spec.has_residual(cin, cout) else y
+        return y + x if residual and spec.has_residual(cin, cout) else y
 
     def copy_to(self, module: nn.Module) -> None:
         for name in ("expand", "spatial", "project"):
@@ -153,14 +153,26 @@ class Supernet(nn.Module):
     def arch(self, decision: Mapping[str, Any]) -> Arch:
         return self.space.fix(decision)
 
-    def forward(self, x: torch.Tensor, decision: Mapping[str, Any] | Arch) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, decision: Mapping[str, Any] | Arch,
+                parallel: Mapping[tuple[int, int], list] | None = None) -> torch.Tensor:
+        """The decision's network. ``parallel``: at a (stage, index) position, the sum of these block specs
+        (one per op) replaces the decision's block, with the residual added once: TuNAS's op warm-up, where
+        all ops of a position are enabled at once."""
         arch = decision if isinstance(decision, Arch) else self.space.fix(decision)
         x = self.stem(x, arch.stem.out_channels, arch.stem.kernel_size, arch.stem.stride, act=str(arch.stem.act))
         for pb in block_plan(arch):
+            ops = self.stages[pb.stage][pb.index]
+            specs = (parallel or {}).get((pb.stage, pb.index))
+            if specs:
+                ys = [ops[b.type](x, b, pb.out_channels, pb.stride, pb.dilation, residual=False)
+                      for b in specs if not isinstance(b, Skip)]
+                if ys:  # skip alone is the identity
+                    y = torch.stack(ys).sum(0)
+                    x = y + x if any(b.has_residual(x.shape[1], pb.out_channels) for b in specs) else y
+                continue
             if isinstance(pb.block, Skip):
                 continue
-            x = self.stages[pb.stage][pb.index][pb.block.type](x, pb.block, pb.out_channels, pb.stride,
-                                                                pb.dilation)
+            x = ops[pb.block.type](x, pb.block, pb.out_channels, pb.stride, pb.dilation)
         head = arch.head
         x = self.head_conv(x, head.conv_channels, act=str(head.act))
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)

@@ -28,7 +28,7 @@ from .setup import datasets, run_arch
 CHECKPOINT = "checkpoint.pt"
 
 
-def _distributed() -> tuple[int, int]:
+def distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -99,7 +99,7 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
 
     ``stop_after`` ends the run after that many epochs in total (to test and exercise resume).
     """
-    rank, world = _distributed()
+    rank, world = distributed()
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)

@@ -1,0 +1,60 @@
+"""``edgenas search`` end to end: the TuNAS search, then (``search.retrain_epochs``) the winner trained from
+scratch on the task, evaluated on the test split and exported to ONNX with its parity check, then the report.
+Every stage resumes: the search from its checkpoint, the retraining from its own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch.distributed as dist
+
+from ..config import RunConfig, load_config
+from ..io import write_atomic
+from ..spec import parse_arch
+from .report import write_report
+from .tunas import search
+
+
+def retrain(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
+    """Train the searched architecture (as the task sees it) from scratch with ``cfg.train`` for
+    ``search.retrain_epochs`` epochs into OUT/retrain, evaluate it, export it to OUT/model.onnx."""
+    from ..export import export
+    from ..export.api import parity_data
+    from ..train.loop import fit_classification
+    from ..train.setup import load_trained
+
+    out = Path(cfg.out)
+    arch = parse_arch(result["task_arch"])
+    arch.save(out / "task_arch.yaml")
+    if not resume:
+        shutil.rmtree(out / "retrain", ignore_errors=True)
+    rcfg = load_config(base={"model": {"arch": str(out / "task_arch.yaml"), "input_size": arch.input_size},
+                             "data": cfg.data.model_dump(mode="json"),
+                             "train": {**cfg.train.model_dump(mode="json"), "epochs": cfg.search.retrain_epochs},
+                             "out": str(out / "retrain")})
+    t0 = time.time()
+    record = fit_classification(rcfg, resume=True)
+    seconds = time.time() - t0
+    retrained = {"epochs": cfg.search.retrain_epochs, "top1": record.get("val_top1"),
+                 "test_images": record.get("val_images"), "seconds": round(seconds, 1),
+                 "checkpoint": str(out / "retrain" / "checkpoint.pt")}
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        tcfg, tarch, model = load_trained(out / "retrain" / "checkpoint.pt")
+        images, labels, _ = parity_data(tcfg, tarch, check=500, calibration=0)
+        retrained["onnx"] = export(model, "onnx", out / "model.onnx", images, labels).to_dict()
+    return retrained
+
+
+def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
+    """Search, retrain/evaluate/export when asked, write result.json and report.html; returns the result."""
+    result = search(cfg, resume=resume, progress=progress)
+    if cfg.search.retrain_epochs:
+        result["retrained"] = retrain(cfg, result, resume=resume)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        out = Path(cfg.out)
+        write_atomic(out / "result.json", json.dumps(result, indent=1, default=str))
+        result["report"] = str(write_report(out))
+    return result

@@ -1,0 +1,228 @@
+"""report.html: one static page per search, built from result.json and trace.jsonl alone.
+
+Inline SVG, no script, no network: what the controller tried (predicted latency against held-out quality),
+the zoo on the same axes, the chosen architecture block by block, and the controller's probabilities and
+entropy over time. ``edgenas report DIR`` rebuilds it from a result folder.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+from ..io import write_atomic
+
+OP_COLORS = {"ibn": "#3b6fb6", "fused_ibn": "#e07b39", "gc_ibn": "#3a9a5b", "skip": "#b9b9b9",
+             "grouped_ibn": "#8d5fb8", "conv": "#555555", "sep_conv": "#999933"}
+W, H, PAD = 640, 360, 56
+
+
+def _esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    step = 10 ** math.floor(math.log10(max(hi - lo, 1e-12) / n))
+    step *= min((m for m in (1, 2, 5, 10) if (hi - lo) / (step * m) <= n), default=10)
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+class _Axes:
+    """Linear x/y scales onto a W x H plot with ticks and labels."""
+
+    def __init__(self, xs: list[float], ys: list[float], xlabel: str, ylabel: str):
+        pad = lambda lo, hi: (lo - 0.05 * (hi - lo or 1), hi + 0.05 * (hi - lo or 1))  # noqa: E731
+        self.x0, self.x1 = pad(min(xs), max(xs))
+        self.y0, self.y1 = pad(min(ys), max(ys))
+        self.xlabel, self.ylabel = xlabel, ylabel
+
+    def x(self, v: float) -> float:
+        return PAD + (v - self.x0) / (self.x1 - self.x0) * (W - 1.5 * PAD)
+
+    def y(self, v: float) -> float:
+        return H - PAD - (v - self.y0) / (self.y1 - self.y0) * (H - 1.5 * PAD)
+
+    def frame(self) -> str:
+        parts = [f'<rect x="{PAD}" y="{PAD / 2}" width="{W - 1.5 * PAD}" height="{H - 1.5 * PAD}" '
+                 'fill="none" stroke="#444"/>']
+        for v in _ticks(self.x0, self.x1):
+            parts.append(f'<text x="{self.x(v):.1f}" y="{H - PAD + 16}" text-anchor="middle">{v:g}</text>')
+        for v in _ticks(self.y0, self.y1):
+            parts.append(f'<text x="{PAD - 6}" y="{self.y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+        parts.append(f'<text x="{PAD + (W - 1.5 * PAD) / 2}" y="{H - 12}" text-anchor="middle">'
+                     f'{_esc(self.xlabel)}</text>')
+        parts.append(f'<text transform="translate(14,{H / 2}) rotate(-90)" text-anchor="middle">'
+                     f'{_esc(self.ylabel)}</text>')
+        return "".join(parts)
+
+
+def _svg(fig_id: str, body: str, width: int = W, height: int = H) -> str:
+    return (f'<svg id="{fig_id}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">{body}</svg>')
+
+
+def pareto_figure(result: dict, trace: list[dict]) -> str:
+    """Every controller sample (latency, quality on one held-out batch), darker later; the chosen
+    architecture; the zoo (points where the supernet could score them, else marks on the latency axis)."""
+    unit = result["unit"]
+    tried = [(lat, q, r["step"]) for r in trace for lat, q in r.get("samples", [])]
+    zoo = result.get("zoo", [])
+    xs = [t[0] for t in tried] + [result["predicted_latency"], result["target"]] + [z["latency"] for z in zoo]
+    ys = [t[1] for t in tried] + [result["supernet_quality"]] + [z["supernet_quality"] for z in zoo
+                                                                  if "supernet_quality" in z]
+    ax = _Axes(xs, ys, f"predicted latency ({result['latency_model']}, {unit})", "held-out top-1 (supernet)")
+    last = max((t[2] for t in tried), default=1) or 1
+    parts = [ax.frame()]
+    tx = ax.x(result["target"])
+    parts.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{PAD / 2}" y2="{H - PAD}" stroke="#c33" '
+                 f'stroke-dasharray="4 3"/><text x="{tx + 4:.1f}" y="{PAD / 2 + 12}" fill="#c33">target</text>')
+    for lat, q, step in tried:
+        shade = int(200 - 170 * step / last)
+        parts.append(f'<circle class="tried" cx="{ax.x(lat):.1f}" cy="{ax.y(q):.1f}" r="2.5" '
+                     f'fill="rgb({shade},{shade},{min(255, shade + 40)})"><title>step {step}: {lat:.4g} {unit}, '
+                     f'{q:.3f}</title></circle>')
+    for z in zoo:
+        zx = ax.x(z["latency"])
+        if "supernet_quality" in z:
+            zy = ax.y(z["supernet_quality"])
+            parts.append(f'<rect class="zoo" x="{zx - 4:.1f}" y="{zy - 4:.1f}" width="8" height="8" fill="#e0a020">'
+                         f'<title>{_esc(z["name"])}</title></rect><text x="{zx + 6:.1f}" y="{zy + 4:.1f}">'
+                         f'{_esc(z["name"])}</text>')
+        else:
+            parts.append(f'<line class="zoo" x1="{zx:.1f}" x2="{zx:.1f}" y1="{H - PAD}" y2="{H - PAD - 10}" '
+                         f'stroke="#e0a020" stroke-width="2"><title>{_esc(z["name"])}: {z["latency"]:.4g} {unit}'
+                         '</title></line>')
+    cx, cy = ax.x(result["predicted_latency"]), ax.y(result["supernet_quality"])
+    star = " ".join(f"{cx + r * math.sin(a * math.pi / 5):.1f},{cy - r * math.cos(a * math.pi / 5):.1f}"
+                    for a, r in zip(range(10), [9, 4] * 5))
+    parts.append(f'<polygon id="chosen" points="{star}" fill="#c33"><title>chosen: '
+                 f'{result["predicted_latency"]:.4g} {unit}</title></polygon>')
+    return _svg("fig-pareto", "".join(parts))
+
+
+def arch_figure(arch: dict) -> str:
+    """The architecture left to right: stem, each block as a box coloured by op with its kernel, expansion
+    and channels, stage by stage, then the head."""
+    boxes = [("stem", f"k{arch['stem'].get('kernel_size', '')}", arch["stem"]["out_channels"], "#555555", "")]
+    for s, stage in enumerate(arch["stages"]):
+        for i, block in enumerate(stage["blocks"]):
+            kind = block.get("type", "ibn")
+            detail = "" if kind == "skip" else f"k{block.get('kernel_size', '')} e{block.get('expand_ratio', '')}"
+            if kind == "gc_ibn":
+                detail += f" g{block.get('group_size', '')}"
+            boxes.append((kind, detail, stage["out_channels"], OP_COLORS.get(kind, "#777"), f"stage {s} block {i}"))
+    boxes.append(("head", "1x1", arch["head"]["conv_channels"], "#555555", ""))
+    bw, gap, top = 34, 4, 30
+    width = len(boxes) * (bw + gap) + 2 * gap
+    tallest = max(c for _, _, c, _, _ in boxes)
+    parts = []
+    for n, (kind, detail, channels, color, where) in enumerate(boxes):
+        x = gap + n * (bw + gap)
+        h = 30 + 120 * channels / tallest
+        dash = ' stroke-dasharray="3 2"' if kind == "skip" else ""
+        parts.append(f'<g class="block"><rect x="{x}" y="{top + 150 - h:.1f}" width="{bw}" height="{h:.1f}" '
+                     f'fill="{color}" stroke="#222"{dash}><title>{_esc(where)} {_esc(kind)} {_esc(detail)} '
+                     f'-> {channels} ch</title></rect>'
+                     f'<text x="{x + bw / 2}" y="{top + 164}" text-anchor="middle" font-size="9">{channels}</text>'
+                     f'<text transform="translate({x + bw / 2 + 3},{top + 172}) rotate(60)" font-size="9">'
+                     f'{_esc(kind)} {_esc(detail)}</text></g>')
+    legend = "".join(f'<rect x="{gap + 110 * k}" y="6" width="10" height="10" fill="{c}"/>'
+                     f'<text x="{gap + 110 * k + 14}" y="15">{op}</text>'
+                     for k, (op, c) in enumerate(list(OP_COLORS.items())[:4]))
+    return _svg("fig-arch", legend + "".join(parts), max(width, 460), 270)
+
+
+def probability_figure(trace: list[dict], result: dict) -> str:
+    """Per block position, the controller's op probabilities over the search as stacked bands."""
+    snaps = [r for r in trace if "probabilities" in r]
+    if not snaps:
+        return _svg("fig-probabilities", '<text x="10" y="20">no probability snapshots in the trace</text>', W, 40)
+    probs = result["probabilities"]
+    positions = [p for p in probs if p.endswith("]") and ".blocks[" in p]
+    cols, cw, ch = 5, 120, 60
+    rows = math.ceil(len(positions) / cols)
+    last = snaps[-1]["step"] or 1
+    parts = []
+    for n, path in enumerate(positions):
+        ox, oy = 8 + (n % cols) * (cw + 10), 24 + (n // cols) * (ch + 26)
+        labels = list(probs[path])
+        lower = [0.0] * len(snaps)
+        for k, label in enumerate(labels):
+            upper = [lo + r["probabilities"][path][k] for lo, r in zip(lower, snaps)]
+            top = " ".join(f"{ox + cw * r['step'] / last:.1f},{oy + ch * (1 - u):.1f}" for r, u in zip(snaps, upper))
+            bottom = " ".join(f"{ox + cw * r['step'] / last:.1f},{oy + ch * (1 - lo):.1f}"
+                              for r, lo in reversed(list(zip(snaps, lower))))
+            parts.append(f'<polygon points="{top} {bottom}" fill="{OP_COLORS.get(label, "#777")}">'
+                         f'<title>{_esc(path)} {_esc(label)}</title></polygon>')
+            lower = upper
+        parts.append(f'<text x="{ox}" y="{oy - 4}" font-size="9">{_esc(path)}</text>')
+    return _svg("fig-probabilities", "".join(parts), cols * (cw + 10) + 8, rows * (ch + 26) + 16)
+
+
+def trace_figure(trace: list[dict], result: dict) -> str:
+    """Entropy of the controller and predicted latency of its most likely architecture, step by step."""
+    steps = [r["step"] for r in trace]
+    lat = [r["likely_latency"] for r in trace]
+    ax = _Axes(steps, lat + [result["target"]], "step", f"most likely architecture ({result['unit']})")
+    ent = [r["entropy"] for r in trace]
+    e0, e1 = min(ent), max(ent) or 1
+    line = " ".join(f"{ax.x(s):.1f},{ax.y(v):.1f}" for s, v in zip(steps, lat))
+    eline = " ".join(f"{ax.x(s):.1f},{H - PAD - (v - e0) / ((e1 - e0) or 1) * (H - 1.5 * PAD):.1f}"
+                     for s, v in zip(steps, ent))
+    ty = ax.y(result["target"])
+    body = (ax.frame() + f'<polyline points="{eline}" fill="none" stroke="#aaa"><title>entropy</title></polyline>'
+            f'<polyline points="{line}" fill="none" stroke="#3b6fb6" stroke-width="1.5"/>'
+            f'<line x1="{PAD}" x2="{W - PAD / 2}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#c33" stroke-dasharray="4 3"/>'
+            f'<text x="{W - PAD}" y="{PAD / 2 + 12}" text-anchor="end" fill="#888">grey: entropy '
+            f'{e1:.1f} to {ent[-1]:.1f} nats</text>')
+    return _svg("fig-trace", body)
+
+
+def render(result: dict, trace: list[dict]) -> str:
+    s = result["config"]["search"]
+    rows = [("space", s["space"]), ("latency model", result["latency_model"]),
+            ("target", f"{result['target']:g} {result['unit']}"),
+            ("chosen architecture", f"{result['predicted_latency']:.4g} {result['unit']} "
+                                    f"({result['target_error']:+.1%} from the target)"),
+            ("supernet held-out top-1", f"{result['supernet_quality']:.3f}"),
+            ("steps", f"{len(trace)} of {s['steps']}")]
+    retrained = result.get("retrained")
+    if retrained:
+        rows.append(("retrained from scratch", f"{retrained['top1']:.2f}% test top-1 after {retrained['epochs']} "
+                                               f"epochs on {retrained['test_images']} test images"))
+        if retrained.get("onnx"):
+            rows.append(("ONNX export", f"max |diff| vs PyTorch {retrained['onnx']['max_abs_diff']:.2e}"))
+    table = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
+    proxy = f'<p class="proxy">{_esc(result["proxy"])}</p>' if result.get("proxy") else ""
+    notes = "".join(f"<li>{_esc(n)}</li>" for n in result.get("latency_notes", []))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>edgenas search: {_esc(s['space'])} for {_esc(result['latency_model'])}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:24px auto;color:#222}} th{{text-align:left;padding-right:18px}}
+section{{margin:28px 0}} .proxy{{background:#fff6dd;padding:8px}} svg{{display:block;max-width:100%;height:auto}}</style>
+</head><body>
+<h1>edgenas search: {_esc(s['space'])} for {_esc(result['latency_model'])} at {result['target']:g} {_esc(result['unit'])}</h1>
+{proxy}<table id="summary">{table}</table>
+<section><h2>What was tried</h2><p>Each dot is an architecture the controller sampled (darker: later), at its
+predicted latency and its top-1 on one held-out batch with the shared weights. Star: the chosen (most likely)
+architecture, scored on the held-out split. Squares: zoo models that are points of the space, scored the same
+way; marks on the latency axis: zoo models at the same deployment size that are not.</p>
+{pareto_figure(result, trace)}</section>
+<section><h2>The chosen architecture</h2><p>Block by block; height is the output channels.</p>
+{arch_figure(result['arch'])}</section>
+<section><h2>The controller over time</h2><p>Op probabilities at each block position (colours as above).</p>
+{probability_figure(trace, result)}
+{trace_figure(trace, result)}</section>
+<section><h2>Latency model notes</h2><ul>{notes}</ul></section>
+</body></html>
+"""
+
+
+def write_report(out: str | Path) -> Path:
+    """OUT/report.html from OUT/result.json and OUT/trace.jsonl."""
+    out = Path(out)
+    result = json.loads((out / "result.json").read_text())
+    trace = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines() if line.strip()]
+    return write_atomic(out / "report.html", render(result, trace))
