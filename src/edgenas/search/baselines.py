@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from ..space import SearchSpace
-from ..space import choice as walk
 from ..spec import SpecError
 from .controller import active_paths, reward
 from .supernet import recalibrate_bn
@@ -56,9 +55,9 @@ def mutate(space: SearchSpace, decision: dict, rng: np.random.Generator, max_tri
     paths = [p for p in active_paths(decision, list(choices)) if len(choices[p].options) > 1]
     for _ in range(max_tries):
         path = paths[rng.integers(len(paths))]
-        others = [o for o in choices[path].options if walk.label_of(o) != str(decision[path])]
-        new = others[rng.integers(len(others))]
-        child = {**decision, path: walk.label_of(new) if hasattr(new, "type") else new}
+        c = choices[path]
+        others = [i for i, label in enumerate(c.labels) if label != str(decision[path])]
+        child = {**decision, path: c.value(others[rng.integers(len(others))])}
         try:
             space.fix(child)
             return child

@@ -8,13 +8,12 @@ Rewards (TuNAS ``reward_for_single_cost_model``, ratio = latency / target):
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any, Mapping
 
 import torch
 
 from ..space import SearchSpace
-from ..space.space import active_paths
+from ..space.space import active_paths, failing_block
 from ..spec import SpecError
 
 REWARDS = ("abs", "mnas", "mnas-hard")
@@ -41,13 +40,12 @@ class Controller(torch.nn.Module):
         self.space = space
         self.paths = [p for p, _ in space.choices()]
         self.labels = {p: c.labels for p, c in space.choices()}
-        self.options = {p: c.options for p, c in space.choices()}
+        self.choices = dict(space.choices())
         self.logits = torch.nn.ParameterList(torch.nn.Parameter(torch.zeros(len(c.options)))
                                              for _, c in space.choices())
 
     def _value(self, path: str, i: int):
-        option = self.options[path][i]
-        return self.labels[path][i] if hasattr(option, "type") else option
+        return self.choices[path].value(i)
 
     def sample(self, generator: torch.Generator, max_tries: int = 100) -> tuple[dict[str, Any], list[int]]:
         """A valid decision and its option indices. Where a block comes out invalid (e.g. a group size that
@@ -63,9 +61,8 @@ class Controller(torch.nn.Module):
                 self.space.fix(decision)
                 return decision, idx
             except SpecError as err:
-                block = re.match(r"(stages\[\d+\]\.blocks\[\d+\])", str(err))
-                redraw = [i for i, p in enumerate(self.paths)
-                          if block and (p == block.group(1) or p.startswith(block.group(1) + "@"))]
+                block = failing_block(err)
+                redraw = [i for i, p in enumerate(self.paths) if block and (p == block or p.startswith(block + "@"))]
                 for i in redraw or range(len(self.logits)):
                     idx[i] = draw(i)
         raise RuntimeError(f"controller: no valid architecture in {max_tries} draws")
@@ -89,10 +86,10 @@ class Controller(torch.nn.Module):
                 self.space.fix(decision)
                 return decision
             except SpecError as err:
-                block = re.match(r"(stages\[\d+\]\.blocks\[\d+\])", str(err))
+                block = failing_block(err)
                 if not block:
                     raise
-                decision = self._repair(decision, block.group(1))
+                decision = self._repair(decision, block)
         raise RuntimeError("controller: no valid most likely architecture")
 
     def _repair(self, decision: dict, block: str) -> dict:

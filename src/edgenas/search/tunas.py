@@ -39,6 +39,7 @@ from ..env import environment
 from ..io import write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
 from ..space import SearchSpace, get_space
+from ..space.space import failing_block
 from ..spec import SpecError, block_plan
 from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..train.loop import distributed
@@ -144,18 +145,15 @@ def warmup_paths(space: SearchSpace, decision: dict, enable: float, gen: torch.G
     widened = dict(decision)
     for path, choice in space.choices():
         if path not in widened:  # a choice under an op the decision did not pick: any option will do
-            i = int(torch.randint(len(choice.options), (), generator=gen))
-            widened[path] = choice.labels[i] if hasattr(choice.options[i], "type") else choice.options[i]
+            widened[path] = choice.value(int(torch.randint(len(choice.options), (), generator=gen)))
         if WIDTHS.search(path) and float(torch.rand((), generator=gen)) < enable:
             widened[path] = max(choice.options)
     try:
         space.fix(widened)
     except SpecError:  # a widest width that breaks a group size: keep the sampled widths
         widened = {**widened, **{p: v for p, v in decision.items() if WIDTHS.search(p)}}
-    ops: dict[str, list[str]] = {}
-    for path, choice in space.choices():
-        if re.fullmatch(r"stages\[\d+\]\.blocks\[\d+\]", path) and float(torch.rand((), generator=gen)) < enable:
-            ops[path] = choice.labels
+    choices = dict(space.choices())
+    ops = {p: choices[p].labels for p in space.block_paths() if float(torch.rand((), generator=gen)) < enable}
     if not ops:
         return widened, {}
     parallel: dict[tuple[int, int], list] = {}
@@ -166,10 +164,10 @@ def warmup_paths(space: SearchSpace, decision: dict, enable: float, gen: torch.G
                 arch = space.fix(variant)
                 break
             except SpecError as err:
-                bad = re.match(r"(stages\[\d+\]\.blocks\[\d+\])", str(err))
-                if not bad or variant.get(bad.group(1)) == widened.get(bad.group(1)):
+                bad = failing_block(err)
+                if not bad or variant.get(bad) == widened.get(bad):
                     raise
-                variant[bad.group(1)] = widened[bad.group(1)]  # this op does not fit here
+                variant[bad] = widened[bad]  # this op does not fit here
         for pb in block_plan(arch):
             path = f"stages[{pb.stage}].blocks[{pb.index}]"
             if path in ops and variant[path] == label:

@@ -45,6 +45,11 @@ class Choice:
     def labels(self) -> list[str]:
         return [label_of(o) for o in self.options]
 
+    def value(self, i: int) -> Any:
+        """What a decision holds for option ``i``: the label of a spec option, the option itself otherwise."""
+        option = self.options[i]
+        return self.labels[i] if isinstance(option, BaseModel) else option
+
     def index(self, value: Any, path: str) -> int:
         """The option a decision value names: the scalar itself or the option's label."""
         labels = self.labels

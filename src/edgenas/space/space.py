@@ -13,6 +13,15 @@ from ..spec import Arch, SpecError, count as count_arch, parse_arch
 from . import choice as walk
 from .choice import Choice
 
+BLOCK = re.compile(r"stages\[(\d+)\]\.blocks\[(\d+)\]")  # a block position's path
+
+
+def failing_block(err: Exception) -> str | None:
+    """The block position a validation error names (``stages[2].blocks[1]``), if it names one."""
+    m = BLOCK.match(str(err))
+    return m.group(0) if m else None
+
+
 # Training settings that ride along in an Arch but are not architecture: a zoo model is a point of a space
 # whatever its dropout or name.
 NOT_ARCHITECTURE = frozenset({"name", "drop_path_rate", "head.dropout", "preprocess"})
@@ -74,16 +83,18 @@ class SearchSpace:
         return {"name": self.name, "description": self.description, "size": self.size(),
                 "template": walk.dump(self.template)}
 
+    def block_paths(self) -> list[str]:
+        """The searchable block positions, in network order."""
+        return [p for p in self._paths if BLOCK.fullmatch(p)]
+
     def block_options(self, block: str) -> list[dict[str, Any]]:
         """Every distinct assignment of one block position's own choices (its op and the choices nested under
         that op), e.g. 17 for an edgetpu-v2-224 position with skip."""
         own = [(p, c) for p, c in self._paths.items() if p == block or p.startswith(block + "@")]
         seen, out = set(), []
         for combo in itertools.product(*(range(len(c.options)) for _, c in own)):
-            picked = {p: c.labels[i] if hasattr(c.options[i], "type") else c.options[i]
-                      for (p, c), i in zip(own, combo)}
-            active = {p: v for p, v in picked.items() if p in active_paths(picked, [p])}
-            key = tuple(sorted((p, str(v)) for p, v in active.items()))
+            picked = {p: c.value(i) for (p, c), i in zip(own, combo)}
+            key = tuple((p, str(picked[p])) for p in active_paths(picked, list(picked)))
             if key not in seen:
                 seen.add(key)
                 out.append(picked)
@@ -92,49 +103,42 @@ class SearchSpace:
     def covering(self) -> Iterator[dict[str, Any]]:
         """Valid decisions that together contain every distinct layer of the space: for each stage, every
         pair of (its input channels, its output channels) with every block option at all its positions; and
-        every stem and head choice. Assumes, as the named spaces do, that a block's layers depend only on its
-        own choices and those channel counts (strides are fixed). Latency tables are filled from these."""
-        base = {p: (c.labels[0] if hasattr(c.options[0], "type") else c.options[0]) for p, c in self._paths.items()}
-        stages = sorted({int(m.group(1)) for p in self._paths if (m := re.match(r"stages\[(\d+)\]", p))})
-        width = [p for p in self._paths if re.fullmatch(r"stages\[\d+\]\.out_channels", p)]
-        width_of = {int(re.search(r"\d+", p).group()): p for p in width}
-        def options(path):
-            return self._paths[path].options if path in self._paths else (None,)
+        every stem and head choice with the last stage's channels. Assumes, as the named spaces do, that a
+        block's layers depend only on its own choices and those channel counts (strides are fixed). Latency
+        tables are filled from these."""
+        base = {p: c.value(0) for p, c in self._paths.items()}
+        width = {int(m.group(1)): p for p in self._paths if (m := re.fullmatch(r"stages\[(\d+)\]\.out_channels", p))}
+        options = lambda path: self._paths[path].options if path in self._paths else (None,)  # noqa: E731
         trials = []
-        for s in stages:
-            before = width_of.get(s - 1, "stem.out_channels")
-            blocks = sorted({m.group(0) for p in self._paths if (m := re.match(rf"stages\[{s}\]\.blocks\[\d+\]", p))})
-            combos = [self.block_options(b) for b in blocks]
-            n = max((len(c) for c in combos), default=1)
-            for cin, cout in itertools.product(options(before), options(width_of.get(s, ""))):
-                for j in range(n):
-                    d = dict(base)
+        for s in sorted(set(width) | {int(BLOCK.match(p).group(1)) for p in self.block_paths()}):
+            before, after = width.get(s - 1, "stem.out_channels"), width.get(s, "")
+            combos = [self.block_options(b) for b in self.block_paths() if BLOCK.match(b).group(1) == str(s)]
+            for cin, cout in itertools.product(options(before), options(after)):
+                for j in range(max((len(c) for c in combos), default=1)):
+                    d = {**base, **{k: v for k, v in ((before, cin), (after, cout)) if k in self._paths}}
                     for c in combos:
                         d.update(c[j % len(c)])
-                    d.update({k: v for k, v in ((before, cin), (width_of.get(s), cout)) if k in self._paths})
                     trials.append(d)
-        ends = [p for p in self._paths if p.startswith(("stem.", "head."))]
-        last = width_of.get(max(width_of), None) if width_of else None
-        for values in itertools.product(*(self._paths[p].options for p in ends + ([last] if last else []))):
-            trials.append({**base, **dict(zip(ends + ([last] if last else []), values))})
+        ends = [p for p in self._paths if p.startswith(("stem.", "head."))] + ([width[max(width)]] if width else [])
+        trials += [{**base, **dict(zip(ends, values))}
+                   for values in itertools.product(*(self._paths[p].options for p in ends))]
         for d in trials:
-            for _ in range(len(self._paths)):  # a block whose option does not fit here falls back to its first
+            for _ in self.block_paths():  # a block option that does not fit here falls back to the block's first
                 try:
                     self.fix(d)
+                    yield d
+                    break
                 except SpecError as err:
-                    bad = re.match(r"(stages\[\d+\]\.blocks\[\d+\])", str(err))
-                    if not bad or d == {**d, **self.block_options(bad.group(1))[0]}:
+                    block = failing_block(err)
+                    first = self.block_options(block)[0] if block else None
+                    if first is None or d == {**d, **first}:
                         break
-                    d = {**d, **self.block_options(bad.group(1))[0]}
-                    continue
-                yield d
-                break
+                    d = {**d, **first}
 
     def macs_range(self, rng: np.random.Generator, samples: int = 256) -> tuple[int, int]:
         """Smallest and largest MACs over ``samples`` valid points drawn with ``rng``."""
         macs = [count_arch(self.sample_arch(rng)).macs for _ in range(samples)]
         return min(macs), max(macs)
-
 
 
 def active_paths(decision: Mapping[str, Any], paths: list[str]) -> list[str]:

@@ -1,0 +1,270 @@
+"""The search benchmarks of docs/benchmarks.md, sized to a 2-core CPU, resumable phase by phase.
+
+    python bench/search_benchmarks.py [--phases targets,cost,histogram,tau,equal] [--out runs/bench_search]
+
+targets    TuNAS on small-28 (quality from Fashion-MNIST) for three targets on each of edgetpu and cpu-ort:
+           the most likely architecture's predicted latency against the target.
+cost       each of those searches' wall time against training its final architecture alone for the same
+           weight steps and batch (TuNAS reports a search costs 1-2x one training).
+histogram  block types per stage of those results, edgetpu-targeted against cpu-targeted.
+tau        one-shot sanity: Kendall tau between the supernet's held-out accuracy (the edgetpu 0.32 ms search's
+           shared weights) and stand-alone accuracy after brief training, over 10 sampled architectures.
+equal      quality at equal latency (edgetpu 0.32 ms): TuNAS vs the best of N random architectures vs
+           regularized evolution (same reward, N brief trainings each) vs the zoo model (adapted to 28x28x1)
+           nearest the target, each winner then trained with one budget; 2 seeds, mean and spread.
+histogram224  the same at 224 px: configs/quickstart.yaml's proxy search for edgetpu and for MACs (the cost
+           CPU latency tracks) at the edgetpu winner's MACs.
+
+Every finished unit is stored in OUT/state.json and skipped when rerun; searches resume from their checkpoints.
+Results: bench/results/search_benchmarks.json. Do not run anything else on the machine meanwhile: cpu-ort
+measures layers it has not seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgenas.config import load_config
+from edgenas.env import environment
+from edgenas.io import write_atomic
+from edgenas.latency import get_latency_model
+from edgenas.models import get_arch, list_models
+from edgenas.search.baselines import best, make_evaluator, run_baseline, train_briefly
+from edgenas.search.supernet import Supernet
+from edgenas.search.tunas import search, splits
+from edgenas.space import get_space
+from edgenas.spec import block_plan, count
+from edgenas.train.setup import FASHION_MNIST
+
+SPACE = "small-28"
+TARGETS = {"edgetpu": [0.26, 0.32, 0.40], "cpu-ort": [1.2, 1.8, 2.6]}  # ms; sampled ranges 0.20-0.57, 0.67-4.1
+SEARCH = ["data.train_subset=20000", "search.heldout=2000", "train.batch_size=48", "search.rl_batch=192",
+          "search.steps=500", "search.rl_lr=0.05", "train.lr=0.05", "train.grad_clip=5", "data.augment=none",
+          "train.threads=2", "search.checkpoint_every=50"]
+EQUAL_TARGET, TRIALS, TRIAL_STEPS, FINAL_STEPS = 0.32, 8, 120, 420
+
+
+class State:
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, key):
+        return self.data.get(key)
+
+    def put(self, key, value):
+        self.data[key] = value
+        write_atomic(self.path, json.dumps(self.data, indent=1, default=str))
+        return value
+
+
+def search_cfg(out: Path, target: str, ms: float, seed: int = 0):
+    return load_config(overrides=SEARCH + [f"search.space={SPACE}", f"search.target={target}",
+                                           f"search.latency_target={ms}", f"train.seed={seed}", f"out={out}"],
+                       base={"search": {}})
+
+
+def run_search(state: State, root: Path, target: str, ms: float, seed: int = 0) -> dict:
+    key = f"search/{target}/{ms}/{seed}"
+    if state.get(key):
+        return state.get(key)
+    cfg = search_cfg(root / f"{target}-{ms}-s{seed}", target, ms, seed)
+    t0 = time.time()
+    result = search(cfg, resume=True, progress=False)
+    seconds = time.time() - t0
+    print(f"{key}: {result['predicted_latency']:.4f} ms ({result['target_error']:+.1%}) in {seconds:.0f} s",
+          flush=True)
+    return state.put(key, {"decision": result["decision"], "arch": result["arch"], "seconds": seconds,
+                           "predicted_latency": result["predicted_latency"], "target": ms,
+                           "target_error": result["target_error"], "supernet_quality": result["supernet_quality"]})
+
+
+def phase_targets(state, root):
+    return {t: [run_search(state, root, t, ms) for ms in mss] for t, mss in TARGETS.items()}
+
+
+def phase_cost(state, root):
+    rows = []
+    space = get_space(SPACE)
+    for target, mss in TARGETS.items():
+        for ms in mss:
+            key = f"cost/{target}/{ms}"
+            if not state.get(key):
+                s = run_search(state, root, target, ms)
+                cfg = search_cfg(root / "cost", target, ms)
+                batches, held = splits(cfg, space, cfg.search.heldout)
+                torch.set_num_threads(2)
+                t0 = time.time()
+                train_briefly(space.fix(s["decision"]), batches, held(0), cfg.search.steps, cfg.train.lr, 0)
+                alone = time.time() - t0
+                state.put(key, {"search_seconds": s["seconds"], "train_seconds": alone,
+                                "ratio": s["seconds"] / alone})
+            rows.append({"target": target, "ms": ms, **state.get(key)})
+    return rows
+
+
+def block_types(arch, counts: dict) -> dict:
+    """Add the arch's block types per stage into ``counts`` (stage 0, Google's fixed first block, left out)."""
+    for pb in block_plan(arch):
+        if pb.stage:
+            stage = counts.setdefault(str(pb.stage), {})
+            stage[pb.block.type] = stage.get(pb.block.type, 0) + 1
+    return counts
+
+
+def phase_histogram(state, root):
+    out = {}
+    for target, mss in TARGETS.items():
+        counts: dict[str, dict[str, int]] = {}
+        for ms in mss:
+            block_types(get_space(SPACE).fix(run_search(state, root, target, ms)["decision"]), counts)
+        out[target] = counts
+    return out
+
+
+def phase_tau(state, root):
+    from scipy.stats import kendalltau
+
+    if state.get("tau"):
+        return state.get("tau")
+    run_search(state, root, "edgetpu", 0.32)
+    cfg = search_cfg(root / "edgetpu-0.32-s0", "edgetpu", 0.32)
+    space = get_space(SPACE)
+    supernet = Supernet(space)
+    supernet.load_state_dict(torch.load(root / "edgetpu-0.32-s0" / "search_checkpoint.pt",
+                                        weights_only=True)["supernet"])
+    batches, held_batches = splits(cfg, space, cfg.search.rl_batch)
+    held = [held_batches(i) for i in range(cfg.search.heldout // cfg.search.rl_batch)]
+    _, whole = splits(cfg, space, cfg.search.heldout)
+    rng = np.random.default_rng(123)
+    decisions = [space.sample(rng) for _ in range(10)]
+    rows = state.get("tau_rows") or []
+    for d in decisions[len(rows):]:
+        with torch.no_grad():
+            supernet.train()
+            one_shot = float(np.mean([(supernet(x, d).argmax(1) == y).float().mean() for x, y in held]))
+        torch.set_num_threads(2)
+        alone = train_briefly(space.fix(d), batches, whole(0), 300, cfg.train.lr, 0)
+        rows.append({"decision": d, "one_shot": one_shot, "stand_alone": alone})
+        state.put("tau_rows", rows)
+        print(f"tau {len(rows)}/10: one-shot {one_shot:.3f} stand-alone {alone:.3f}", flush=True)
+    tau = kendalltau([r["one_shot"] for r in rows], [r["stand_alone"] for r in rows])
+    return state.put("tau", {"kendall_tau": float(tau.statistic), "p_value": float(tau.pvalue), "rows": rows})
+
+
+def zoo_at_28(latency):
+    """Zoo models as trained on Fashion-MNIST (28x28x1, stride-1 stem, 10 classes) with their latency."""
+    out = []
+    for name in list_models():
+        a = get_arch(name)
+        a = a.replace(in_channels=1, preprocess=FASHION_MNIST, input_size=28,
+                      stem=a.stem.model_copy(update={"stride": 1})).with_classes(10)
+        out.append((name, a, latency.predict(a).total))
+    return out
+
+
+def phase_equal(state, root):
+    space = get_space(SPACE)
+    latency = get_latency_model("edgetpu")
+    zoo = zoo_at_28(latency)
+    name, zoo_arch, zoo_ms = min(zoo, key=lambda z: abs(z[2] / EQUAL_TARGET - 1))
+    rows = []
+    for seed in (0, 1):
+        cfg = search_cfg(root / "equal", "edgetpu", EQUAL_TARGET, seed)
+        cfg = load_config(base=cfg.model_dump(mode="json"), overrides=["search.heldout=2000"])
+        batches, held = splits(cfg, space, cfg.search.heldout)
+        candidates = {}
+        candidates["tunas"] = space.fix(run_search(state, root, "edgetpu", EQUAL_TARGET, seed)["decision"])
+        evaluate = make_evaluator(cfg, space, latency, TRIAL_STEPS)
+        for kind in ("random", "evolution"):
+            key = f"equal/{kind}/{seed}"
+            if not state.get(key):
+                torch.set_num_threads(2)
+                t0 = time.time()
+                trials = run_baseline(kind, space, evaluate, TRIALS, EQUAL_TARGET, seed=seed, population=4)
+                b = best(trials)
+                state.put(key, {"decision": b.decision, "quality": b.quality, "latency": b.latency,
+                                "seconds": time.time() - t0})
+                print(f"{key}: best {b.latency:.4f} ms, brief quality {b.quality:.3f}", flush=True)
+            candidates[kind] = space.fix(state.get(key)["decision"])
+        candidates[f"zoo:{name}"] = zoo_arch
+        for method, arch in candidates.items():
+            key = f"equal/final/{method}/{seed}"
+            if not state.get(key):
+                torch.set_num_threads(2)
+                t0 = time.time()
+                test = _test_split(cfg, arch)
+                acc = train_briefly(arch, batches, test, FINAL_STEPS, cfg.train.lr, seed)
+                state.put(key, {"top1": acc, "latency": latency.predict(arch).total, "macs": count(arch).macs,
+                                "seconds": time.time() - t0})
+                print(f"{key}: {acc:.4f} at {state.get(key)['latency']:.4f} ms", flush=True)
+            rows.append({"method": method.split(":")[0], "model": method, "seed": seed, **state.get(key)})
+    summary = {}
+    for method in ("tunas", "random", "evolution", "zoo"):
+        accs = [r["top1"] for r in rows if r["method"] == method]
+        lats = [r["latency"] for r in rows if r["method"] == method]
+        summary[method] = {"top1_mean": float(np.mean(accs)), "top1_spread": float(np.ptp(accs)),
+                           "latency_mean": float(np.mean(lats)), "seeds": len(accs)}
+    return {"rows": rows, "summary": summary, "zoo_candidates": [(n, ms) for n, _, ms in zoo]}
+
+
+def _test_split(cfg, arch):
+    """The Fashion-MNIST test set (first 5000 images), transformed for evaluation."""
+    from edgenas.train.setup import dataset
+
+    test = dataset(cfg, arch, "val")
+    n = min(5000, len(test))
+    return torch.stack([test[i][0] for i in range(n)]), torch.tensor([test[i][1] for i in range(n)])
+
+
+def phase_histogram224(state, root):
+    """The proxy search of configs/quickstart.yaml (edgetpu-v2-224 at 224 px, no retraining) for edgetpu, and
+    for MACs (the cost CPU latency tracks) at the edgetpu winner's MACs: block types per stage."""
+    out = {}
+    for target in ("edgetpu", "macs"):
+        key = f"h224/{target}"
+        if not state.get(key):
+            ms = 1.2 if target == "edgetpu" else count(get_space("edgetpu-v2-224").fix(
+                state.get("h224/edgetpu")["decision"])).macs / 1e6
+            cfg = load_config("configs/quickstart.yaml", [f"search.target={target}", f"search.latency_target={ms}",
+                                                          "search.retrain_epochs=0", f"out={root / ('h224-' + target)}"])
+            t0 = time.time()
+            r = search(cfg, resume=True, progress=False)
+            state.put(key, {"decision": r["decision"], "predicted_latency": r["predicted_latency"], "target": ms,
+                            "unit": r["unit"], "seconds": time.time() - t0})
+            print(f"{key}: {r['predicted_latency']:.4g} {r['unit']} (target {ms:.4g})", flush=True)
+        arch = get_space("edgetpu-v2-224").fix(state.get(key)["decision"])
+        out[target] = {"result": state.get(key), "per_stage": block_types(arch, {})}
+    return out
+
+
+PHASES = {"targets": phase_targets, "cost": phase_cost, "histogram": phase_histogram, "tau": phase_tau,
+          "equal": phase_equal, "histogram224": phase_histogram224}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--phases", default=",".join(PHASES))
+    ap.add_argument("--out", default="runs/bench_search")
+    ap.add_argument("--json", default="bench/results/search_benchmarks.json")
+    args = ap.parse_args()
+    root = Path(args.out)
+    state = State(root / "state.json")
+    results = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
+    for phase in args.phases.split(","):
+        results[phase] = PHASES[phase](state, root)
+        results["environment"] = environment(2)
+        results["settings"] = {"space": SPACE, "search": SEARCH, "targets": TARGETS, "equal_target": EQUAL_TARGET,
+                               "trials": TRIALS, "trial_steps": TRIAL_STEPS, "final_steps": FINAL_STEPS}
+        write_atomic(args.json, json.dumps(results, indent=1, default=str))
+        print(f"{phase}: done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
