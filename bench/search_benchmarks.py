@@ -14,7 +14,7 @@ equal      quality at equal latency (edgetpu 0.32 ms): TuNAS vs the best of N ra
            regularized evolution (same reward, N brief trainings each) vs the zoo model (adapted to 28x28x1)
            nearest the target, each winner then trained with one budget; 2 seeds, mean and spread.
 histogram224  the same at 224 px: configs/quickstart.yaml's proxy search for edgetpu and for MACs (the cost
-           CPU latency tracks) at the edgetpu winner's MACs.
+           CPU latency tracks) at the edgetpu winner's MACs, at RL lr 0.1 (the quickstart's) and 0.05.
 
 Every finished unit is stored in OUT/state.json and skipped when rerun; searches resume from their checkpoints.
 Results: bench/results/search_benchmarks.json. Do not run anything else on the machine meanwhile: cpu-ort
@@ -233,23 +233,26 @@ def _test_split(cfg, arch):
 
 
 def phase_histogram224(state, root):
-    """The proxy search of configs/quickstart.yaml (edgetpu-v2-224 at 224 px, no retraining) for edgetpu, and
-    for MACs (the cost CPU latency tracks) at the edgetpu winner's MACs: block types per stage."""
+    """The proxy search of configs/quickstart.yaml (edgetpu-v2-224 at 224 px, no retraining) for edgetpu, and for
+    MACs (the cost CPU latency tracks) at the edgetpu winner's MACs: block types per stage, at the quickstart's
+    RL lr 0.1 and at 0.05."""
     out = {}
-    for target in ("edgetpu", "macs"):
-        key = f"h224/{target}"
-        if not state.get(key):
-            ms = 1.2 if target == "edgetpu" else count(get_space("edgetpu-v2-224").fix(
-                state.get("h224/edgetpu")["decision"])).macs / 1e6
-            cfg = load_config("configs/quickstart.yaml", [f"search.target={target}", f"search.latency_target={ms}",
-                                                          "search.retrain_epochs=0", f"out={root / ('h224-' + target)}"])
-            t0 = time.time()
-            r = search(cfg, resume=True, progress=False)
-            state.put(key, {"decision": r["decision"], "predicted_latency": r["predicted_latency"], "target": ms,
-                            "unit": r["unit"], "seconds": time.time() - t0})
-            print(f"{key}: {r['predicted_latency']:.4g} {r['unit']} (target {ms:.4g})", flush=True)
-        arch = get_space("edgetpu-v2-224").fix(state.get(key)["decision"])
-        out[target] = {"result": state.get(key), "per_stage": block_types(arch, {})}
+    for rl in (0.1, 0.05):
+        for target in ("edgetpu", "macs"):
+            key = f"h224/{target}/rl{rl}"
+            if not state.get(key):
+                ms = 1.2 if target == "edgetpu" else count(get_space("edgetpu-v2-224").fix(
+                    state.get(f"h224/edgetpu/rl{rl}")["decision"])).macs / 1e6
+                cfg = load_config("configs/quickstart.yaml", [
+                    f"search.target={target}", f"search.latency_target={ms}", "search.retrain_epochs=0",
+                    f"search.rl_lr={rl}", f"out={root / f'h224-{target}-rl{rl}'}"])
+                t0 = time.time()
+                r = search(cfg, resume=True, progress=False)
+                state.put(key, {"decision": r["decision"], "predicted_latency": r["predicted_latency"], "target": ms,
+                                "unit": r["unit"], "seconds": time.time() - t0})
+                print(f"{key}: {r['predicted_latency']:.4g} {r['unit']} (target {ms:.4g})", flush=True)
+            arch = get_space("edgetpu-v2-224").fix(state.get(key)["decision"])
+            out[f"{target}/rl{rl}"] = {"result": state.get(key), "per_stage": block_types(arch, {})}
     return out
 
 

@@ -306,6 +306,9 @@ def test_two_process_search_samples_per_rank_and_keeps_one_controller(tmp_path):
     assert torch.load(tmp_path / "search_checkpoint.pt", weights_only=True)["world"] == 2
 
 
+# Ray starts its processes with subprocess (fork then exec at once); JAX, imported earlier in this process by
+# the LiteRT exporter's tests, warns on any fork although an immediate exec cannot deadlock.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_baselines_run_on_a_local_ray_cluster():
     from edgenas.config import load_config
     from edgenas.latency import get_latency_model
