@@ -9,7 +9,7 @@ import torch
 from edgenas.search import Controller, Supernet, recalibrate_bn, reward
 from edgenas.search.controller import Reinforce, active_paths
 from edgenas.space import get_space
-from edgenas.spec import count
+from edgenas.spec import SpecError, count
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +127,14 @@ def test_search_writes_its_result_and_resumes_to_the_same_answer(tmp_path, capsy
     assert get_space("small-28").contains(arch)
     assert whole["predicted_latency"] == pytest.approx(count(arch).macs / 1e6)
     assert whole["latency_model"] == "macs" and whole["config"]["search"]["latency_target"] == 60
+    # a finished search is neither overwritten nor resumed under another config
+    changed = load_config(overrides=SEARCH + [f"out={tmp_path / 'a'}", "search.rl_lr=0.1"], base={"search": {}})
+    with pytest.raises(SpecError, match=r"search_checkpoint.pt: was searched with another config \(search.rl_lr "
+                                        r"0.2 -> 0.1\)"):
+        search(changed, resume=True, progress=False)
+    with pytest.raises(SpecError, match="already holds a search"):
+        search(cfg(tmp_path / "a"), resume=False, progress=False)
+    assert search(cfg(tmp_path / "a"), resume=True, progress=False)["decision"] == whole["decision"]
 
 
 def test_space_show_prints_the_latency_range_to_pick_a_target_from(capsys):

@@ -5,7 +5,6 @@ Every stage resumes: the search from its checkpoint, the retraining from its own
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -29,14 +28,12 @@ def retrain(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
     out = Path(cfg.out)
     arch = parse_arch(result["task_arch"])
     arch.save(out / "task_arch.yaml")
-    if not resume:
-        shutil.rmtree(out / "retrain", ignore_errors=True)
     rcfg = load_config(base={"model": {"arch": str(out / "task_arch.yaml"), "input_size": arch.input_size},
                              "data": cfg.data.model_dump(mode="json"),
                              "train": {**cfg.train.model_dump(mode="json"), "epochs": cfg.search.retrain_epochs},
                              "out": str(out / "retrain")})
     t0 = time.time()
-    record = fit_classification(rcfg, resume=True)
+    record = fit_classification(rcfg, resume=resume)
     seconds = time.time() - t0
     retrained = {"epochs": cfg.search.retrain_epochs, "top1": record.get("val_top1"),
                  "test_images": record.get("val_images"), "seconds": round(seconds, 1),

@@ -184,6 +184,41 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
         p.grad /= world
 
 
+# Settings a resumed search may change: where things go and how fast it runs, not what it computes.
+RESUMABLE_CHANGES = {"out", "search.checkpoint_every", "search.retrain_epochs", "search.cache_dir", "train.threads",
+                     "train.epochs", "train.log_every", "data.data_dir", "data.workers"}
+
+
+def _settings(cfg: RunConfig) -> dict:
+    """The config as flat dotted keys, less what a resume may change."""
+    flat: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif prefix not in RESUMABLE_CHANGES:
+            flat[prefix] = value
+
+    walk("", cfg.model_dump(mode="json"))
+    return flat
+
+
+def _check_resumable(path: Path, state: dict, cfg: RunConfig, world: int) -> None:
+    if state.get("world", 1) != world:
+        raise SpecError(f"{path}: was written by {state.get('world', 1)} processes, not {world}; "
+                        "resume with the same number")
+    if "settings" not in state:
+        raise SpecError(f"{path}: records no config (written by an older edgenas); choose another --out")
+    now, then = _settings(cfg), state["settings"]
+    changed = [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(then))
+               if now.get(k) != then.get(k)]
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise SpecError(f"{path}: was searched with another config ({', '.join(changed[:3])}{more}); "
+                        "choose another --out, or drop --resume after moving it away")
+
+
 def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None, progress: bool = True) -> dict:
     """Run (or resume) the search ``cfg.search`` describes into ``cfg.out``; returns the result record.
     ``stop_after``: return after that many steps, as an interruption would (tests)."""
@@ -208,11 +243,12 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
                           weight_decay=t.weight_decay)
     step, trace = 0, []
     ckpt_path = out / "search_checkpoint.pt"
+    if not resume and ckpt_path.is_file():
+        raise SpecError(f"{out}: already holds a search (search_checkpoint.pt); pass --resume to continue it or "
+                        "choose another --out")
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
-        if state.get("world", 1) != world:
-            raise SpecError(f"{ckpt_path}: was written by {state.get('world', 1)} processes, not {world}; "
-                            "resume with the same number")
+        _check_resumable(ckpt_path, state, cfg, world)
         supernet.load_state_dict(state["supernet"])
         controller.load_state_dict(state["controller"])
         opt.load_state_dict(state["optimizer"])
@@ -234,6 +270,7 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
             save_checkpoint({"supernet": supernet.state_dict(), "controller": controller.state_dict(),
                              "optimizer": opt.state_dict(), "rl_optimizer": rl.optimizer.state_dict(),
                              "baseline": rl.baseline, "rng": rng_state(), "step": step, "world": world,
+                             "settings": _settings(cfg),
                              "trace": json.dumps(trace)}, ckpt_path)
         if world > 1:
             dist.barrier()
