@@ -119,6 +119,20 @@ class RunConfig(_Section):
     def save(self, path: str | Path) -> None:
         write_atomic(path, self.to_yaml())
 
+    def dotted(self) -> dict:
+        """Every setting under the dotted key ``--set`` takes (``search.rl_lr``)."""
+        flat: dict = {}
+
+        def walk(prefix: str, value) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                flat[prefix] = value
+
+        walk("", self.model_dump(mode="json"))
+        return flat
+
 
 def _set(data: dict, dotted: str) -> None:
     """Apply ``a.b=value``; the value is parsed as YAML (numbers, booleans, null, lists)."""

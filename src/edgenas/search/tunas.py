@@ -190,18 +190,8 @@ RESUMABLE_CHANGES = {"out", "search.checkpoint_every", "search.retrain_epochs", 
 
 
 def _settings(cfg: RunConfig) -> dict:
-    """The config as flat dotted keys, less what a resume may change."""
-    flat: dict = {}
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else k, v)
-        elif prefix not in RESUMABLE_CHANGES:
-            flat[prefix] = value
-
-    walk("", cfg.model_dump(mode="json"))
-    return flat
+    """What a resumed search must share with the one it resumes."""
+    return {k: v for k, v in cfg.dotted().items() if k not in RESUMABLE_CHANGES}
 
 
 def _check_resumable(path: Path, state: dict, cfg: RunConfig, world: int) -> None:
@@ -216,7 +206,7 @@ def _check_resumable(path: Path, state: dict, cfg: RunConfig, world: int) -> Non
     if changed:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         raise SpecError(f"{path}: was searched with another config ({', '.join(changed[:3])}{more}); "
-                        "choose another --out, or drop --resume after moving it away")
+                        "choose another --out or move it away")
 
 
 def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None, progress: bool = True) -> dict:
