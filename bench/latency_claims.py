@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from scipy.stats import kendalltau
 
-from edgenas.env import environment
+from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.latency.calibrate import block_latencies
 from edgenas.models import MODELS, get_arch, list_models
@@ -55,11 +55,7 @@ def blocks_table(targets: dict) -> list[dict]:
             row = {"stage": stage, "channels": ch, "size": size, "block": kind,
                    "macs": sum(x.macs for x in spec.layers("b", ch, ch, (size, size), 1, 1))}
             layers = [x for x in spec.layers("b", ch, ch, (size, size), 1, 1) if x.op == "conv"]
-            from edgenas.latency.edgetpu import layer_cycles
-
-            p = edgetpu.params
-            row["edgetpu"] = sum(layer_cycles(x, edgetpu.cache).total(p.dw_packing) * p.ms_per_mcycle / 1e6
-                                 + p.layer_overhead_ms for x in layers)
+            row["edgetpu"] = sum(edgetpu.layer_ms(x) for x in layers)
             x = (torch.randn(1, ch, size, size),)
             for name in ("cpu-ort", "cpu-litert"):
                 row[name] = statistics.median(targets[name].time_module(block_module(spec, ch), x, 30))
@@ -68,6 +64,19 @@ def blocks_table(targets: dict) -> list[dict]:
                   f"{row['edgetpu'] * 1e3:7.1f} us  cpu-ort {row['cpu-ort'] * 1e3:8.1f} us  cpu-litert "
                   f"{row['cpu-litert'] * 1e3:8.1f} us", flush=True)
     return rows
+
+
+def fused_over_ibn(rows: list[dict]) -> dict:
+    """Per target, the range over shapes of a fused-IBN block's latency over the IBN block's at the same shape:
+    the docs quote these ranges, so the record holds them rather than leaving readers to divide."""
+    by_shape = {}
+    for r in rows:
+        by_shape.setdefault((r["stage"], r["channels"], r["size"]), {})[r["block"]] = r
+    out = {}
+    for target in ("edgetpu", "cpu-ort", "cpu-litert"):
+        ratios = [b["fused_ibn"][target] / b["ibn"][target] for b in by_shape.values()]
+        out[target] = {"min": min(ratios), "max": max(ratios)}
+    return out
 
 
 def _load(path: str) -> dict | None:
@@ -136,13 +145,14 @@ def main() -> None:
     ap.add_argument("--plot", default="docs/latency_families.png")
     args = ap.parse_args()
     targets = {t: get_latency_model(t, cache_dir=args.cache_dir) for t in ("edgetpu", "cpu-ort", "cpu-litert")}
-    result = {"environment": environment(1), "edgetpu_blocks_e4": block_latencies(targets["edgetpu"]),
+    result = {"edgetpu_blocks_e4": block_latencies(targets["edgetpu"]),
               "blocks": blocks_table(targets),
               "macs_rank": macs_rank(targets, _load("bench/results/latency_check_cpu-ort_edgetpu-v2-224.json"),
                                      _load("bench/results/latency_check_cpu-litert.json"))}
     result["families"] = families(targets, _load("bench/results/latency_check_cpu-litert.json"))
     plot(result["families"], args.plot)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    result["fused_over_ibn"] = fused_over_ibn(result["blocks"])
+    write_record(args.out, result, threads=1)
 
 
 if __name__ == "__main__":

@@ -32,19 +32,22 @@ import numpy as np
 import torch
 
 from edgenas.config import load_config
-from edgenas.env import environment
+from edgenas.env import write_record
 from edgenas.io import write_atomic
 from edgenas.latency import get_latency_model
 from edgenas.models import get_arch, list_models
 from edgenas.search.baselines import best, make_evaluator, run_baseline, train_briefly
 from edgenas.search.supernet import Supernet
-from edgenas.search.tunas import search, splits
+from edgenas.search.proxy import splits
+from edgenas.search.tunas import search
 from edgenas.space import get_space
 from edgenas.spec import block_plan, count
-from edgenas.train.setup import FASHION_MNIST
+from edgenas.data.shape import FASHION_MNIST
+from edgenas.eval.metrics import top1
+from edgenas.train.setup import adapt_arch
 
 SPACE = "small-28"
-TARGETS = {"edgetpu": [0.26, 0.32, 0.40], "cpu-ort": [1.2, 1.8, 2.6]}  # ms; sampled ranges 0.20-0.57, 0.67-4.1
+TARGETS = {"edgetpu": [0.26, 0.32, 0.40], "cpu-ort": [1.2, 1.8, 2.6]}  # ms, inside the sampled ranges
 SEARCH = ["data.train_subset=20000", "search.heldout=2000", "train.batch_size=48", "search.rl_batch=192",
           "search.steps=500", "search.rl_lr=0.05", "train.lr=0.05", "train.grad_clip=5", "data.augment=none",
           "train.threads=2", "search.checkpoint_every=50"]
@@ -157,7 +160,7 @@ def phase_tau(state, root):
     for d in decisions[len(rows):]:
         with torch.no_grad():
             supernet.train()
-            one_shot = float(np.mean([(supernet(x, d).argmax(1) == y).float().mean() for x, y in held]))
+            one_shot = float(np.mean([top1(supernet(x, d), y) for x, y in held]))
         torch.set_num_threads(2)
         alone = train_briefly(space.fix(d), batches, whole(0), 300, cfg.train.lr, 0)
         rows.append({"decision": d, "one_shot": one_shot, "stand_alone": alone})
@@ -171,9 +174,7 @@ def zoo_at_28(latency):
     """Zoo models as trained on Fashion-MNIST (28x28x1, stride-1 stem, 10 classes) with their latency."""
     out = []
     for name in list_models():
-        a = get_arch(name)
-        a = a.replace(in_channels=1, preprocess=FASHION_MNIST, input_size=28,
-                      stem=a.stem.model_copy(update={"stride": 1})).with_classes(10)
+        a = adapt_arch(get_arch(name), FASHION_MNIST, stem_stride=1)
         out.append((name, a, latency.predict(a).total))
     return out
 
@@ -271,10 +272,9 @@ def main() -> None:
     results = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
     for phase in args.phases.split(","):
         results[phase] = PHASES[phase](state, root)
-        results["environment"] = environment(2)
         results["settings"] = {"space": SPACE, "search": SEARCH, "targets": TARGETS, "equal_target": EQUAL_TARGET,
                                "trials": TRIALS, "trial_steps": TRIAL_STEPS, "final_steps": FINAL_STEPS}
-        write_atomic(args.json, json.dumps(results, indent=1, default=str))
+        write_record(args.json, results, threads=2)
         print(f"{phase}: done", flush=True)
 
 

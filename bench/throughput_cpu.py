@@ -12,28 +12,23 @@ classes, batch 128); 224 is the deployment arch (batch 16). Inference: batch 1 a
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgenas.env import environment
+from edgenas.env import write_record
 from edgenas.export.onnx import ort_session, run_onnx, to_onnx
 from edgenas.models import get_arch, list_models
 from edgenas.nn import build_model
-from edgenas.train.setup import FASHION_MNIST
+from edgenas.data.shape import FASHION_MNIST
+from edgenas.train.setup import adapt_arch
 
 
 def adapted(name: str, size: int):
     arch = get_arch(name)
-    if size == 28:
-        arch = arch.replace(in_channels=1, preprocess=FASHION_MNIST, input_size=28,
-                            stem=arch.stem.model_copy(update={"stride": 1}))
-        return arch.with_classes(10)
-    return arch
+    return adapt_arch(arch, FASHION_MNIST, stem_stride=1) if size == 28 else arch
 
 
 def train_images_per_s(arch, batch: int, steps: int) -> float:
@@ -99,10 +94,8 @@ def main() -> None:
     print(f"median eager/ORT latency ratio: {np.median(ratios):.2f}")
     record = {"rows": rows, "median_eager_over_ort": float(np.median(ratios)),
               "settings": {"steps": args.steps, "runs": args.runs, "batch_28": 128, "batch_224": 16,
-                           "inference_batch": 1},
-              "environment": environment(args.threads)}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(record, indent=1))
+                           "inference_batch": 1}}
+    write_record(args.json, record, args.threads)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,32 @@ def test_a_failed_check_writes_nothing(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
     with pytest.raises(ExportError, match="unknown export format 'coreml'"):
         export(model, "coreml", tmp_path / "x", torch.randn(1, 3, 32, 32), torch.zeros(1))
+
+
+@pytest.mark.parametrize("logits, verdict", [
+    ([[3e4, 0.0], [3e4, 0.0]], "the model looks diverged"),  # huge logits
+    ([[float("nan"), 0.0], [1.0, 0.0]], "1 non-finite"),
+    ([[4.0, -1.0], [-2.0, 3.0]], "the model looks sound"),  # ordinary logits, both right
+])
+def test_a_failed_parity_check_says_what_the_model_looks_like(logits, verdict, tmp_path):
+    import numpy as np
+
+    from edgenas.export.api import _parity
+
+    reference = np.array(logits, dtype=np.float32)
+    with pytest.raises(ExportError, match=verdict) as err:
+        _parity(reference + 1.0, reference, torch.tensor([0, 1]), 1e-4, 1e-5, "ONNX Runtime", tmp_path / "m.onnx")
+    assert "not written" in str(err.value) and "on these 2 images" in str(err.value)
+
+
+def test_quantization_quiets_onnxruntime_and_leaves_logging_as_it_was():
+    import logging
+
+    from edgenas.export.onnx import _quiet
+
+    root, ort = logging.getLogger(), logging.getLogger("onnxruntime")
+    before = (root.level, list(root.filters), ort.level, logging.root.manager.disable)
+    with _quiet("onnxruntime"):
+        assert ort.getEffectiveLevel() == logging.ERROR
+        assert logging.getLogger("edgenas").isEnabledFor(logging.WARNING)  # others are not silenced
+    assert (root.level, list(root.filters), ort.level, logging.root.manager.disable) == before

@@ -10,14 +10,19 @@ from edgenas.latency.lut import layer_key
 
 from edgenas.spec import IBN, Stage
 
-from test_latency import tiny_arch
+from test_latency import _assert_timed_whole_model, _timed_calls, tiny_arch
 
 
-def test_cpu_litert_predicts_and_measures(tmp_path):
+def test_cpu_litert_predicts_and_measures(tmp_path, monkeypatch):
     model = get_latency_model("cpu-litert", cache_dir=tmp_path, runs=5)
     report = model.predict(tiny_arch())
-    assert report.total > 0 and model.lut.fingerprint.runtime.startswith("ai-edge-litert")
-    assert model.measure(tiny_arch()) > 0
+    assert model.lut.fingerprint.runtime.startswith("ai-edge-litert") and report.environment["runtime"].startswith(
+        "ai-edge-litert")
+    keys = [layer_key(x, "fp32") for x in model.layers_of(tiny_arch())]
+    assert set(model.lut.entries) == set(keys) and model.measured == len(set(keys))
+    assert report.total == sum(model.lut.entries[k].median_ms for k in keys) > 0  # no overhead fitted yet
+    calls = _timed_calls(monkeypatch, model)
+    _assert_timed_whole_model(calls, tiny_arch(), model.measure(tiny_arch()), runs=5)
 
 
 def _benchmark_output(median_us: float, runs: int = 50) -> str:

@@ -49,6 +49,8 @@ def test_batchnorm_uses_googles_settings_in_pytorch_convention():
 
 
 def test_drop_path_only_on_residual_blocks_and_only_in_training():
+    from edgenas.nn.layers import DropPath
+
     model = edgenas.create_model("mobilenet_edgetpu_v2_s")
     rates = [(b.has_residual, getattr(b.drop_path, "rate", 0.0)) for s in model.backbone.stages for b in s
              if hasattr(b, "has_residual")]
@@ -58,3 +60,24 @@ def test_drop_path_only_on_residual_blocks_and_only_in_training():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
+
+    # Training: each sample's residual branch is dropped whole (the block passes its input through) or kept
+    # and scaled by 1 / keep. BatchNorm stays in eval so that the branch itself does not depend on the batch.
+    block = [b for s in model.backbone.stages for b in s if isinstance(getattr(b, "drop_path", None), DropPath)][-1]
+    keep = 1.0 - block.drop_path.rate
+    branch = []
+    block.drop_path.register_forward_hook(lambda m, inputs, out: branch.append(inputs[0]))
+    channels = next(m for m in block.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+    x = torch.randn(64, channels, 4, 4, generator=torch.Generator().manual_seed(0))
+    block.drop_path.train()
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(0)  # DropPath draws from torch's global generator
+        out = block(x)
+    block.drop_path.eval()
+    with torch.no_grad():
+        assert torch.equal(block(x), branch[1] + x)  # eval: the branch as it is, no scaling
+    dropped = [torch.equal(out[i], x[i]) for i in range(len(x))]
+    assert 0 < sum(dropped) < len(x)  # rate 0.09 over 64 samples: both happen
+    for i, was_dropped in enumerate(dropped):
+        if not was_dropped:
+            assert torch.allclose(out[i], x[i] + branch[0][i] / keep, rtol=1e-6, atol=1e-6)

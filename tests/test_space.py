@@ -20,8 +20,12 @@ def test_every_edgetpu_v2_variant_is_a_point(name):
     decision = space.match(arch)
     assert decision is not None
     fixed = space.fix(decision)
-    skip = {"name", "drop_path_rate", "head", "preprocess"}
-    assert fixed.model_dump(exclude=skip) == arch.model_dump(exclude=skip)
+    # The space searches structure; a model card adds its name and training-time regularization (the cards'
+    # drop path 0.05-0.1 and Tiny/XS's head dropout 0.05), so those alone may differ.
+    regularization = {"name": True, "drop_path_rate": True, "head": {"dropout"}}
+    assert fixed.model_dump(exclude=regularization) == arch.model_dump(exclude=regularization)
+    assert fixed.replace(name=arch.name, drop_path_rate=arch.drop_path_rate,
+                         head=fixed.head.model_copy(update={"dropout": arch.head.dropout})) == arch
     assert count(fixed).macs == count(arch).macs
     assert list(decision) == [p for p, _ in space.choices() if p in decision]  # walk order
 
@@ -100,9 +104,23 @@ def test_sampled_points_build_with_the_predicted_shapes(name):
 
 
 def test_space_serializes_to_json():
-    d = get_space("small-28").to_dict()
-    text = json.dumps(d)
-    assert d["size"] == get_space("small-28").size() and '"choice"' in text
+    space = get_space("small-28")
+    d = space.to_dict()
+    assert json.loads(json.dumps(d)) == d  # plain JSON: nothing needs a default= to be written
+    assert d["size"] == space.size() and d["name"] == "small-28"
+    text = json.dumps(d["template"])
+    assert text.count('{"choice": [') == len(list(space.choices()))  # one node per choice, nested ones too
+    # Without choices the template is written exactly as the spec writes an arch: a space file is an arch
+    # file with choice nodes, nothing else new.
+    arch = space.sample_arch(np.random.default_rng(0))
+    assert SearchSpace("point", arch).to_dict() == {"name": "point", "description": "", "size": 1,
+                                                    "template": json.loads(arch.to_json())}
+    tiny = _tiny_space().to_dict()["template"]
+    assert tiny["stem"]["out_channels"] == {"choice": [8, 16]}
+    assert tiny["stages"][0]["blocks"][1] == {"choice": [
+        {"stride": 1, "id_skip": True, "kernel_size": {"choice": [3, 5]}, "expand_ratio": 4, "mid_channels": None,
+         "se_ratio": 0.0, "act": "relu", "type": "ibn"},
+        {"stride": 1, "type": "skip"}]}
 
 
 def test_unknown_space():
@@ -115,3 +133,44 @@ def test_choice_needs_distinct_options():
         Choice((3, 3))
     with pytest.raises(ValueError, match="at least one option"):
         Choice(())
+
+
+def test_block_positions_their_choices_and_widths_come_from_walking_the_template():
+    space = get_space("small-28")
+    # groups of 1 (fixed projection), 2, 3, 3, 2 positions: the searched ones are every group's but the first
+    assert space.block_paths() == [f"stages[{s}].blocks[{i}]" for s, n in ((1, 2), (2, 3), (3, 3), (4, 2))
+                                   for i in range(n)]
+    own = space.own_choices("stages[2].blocks[1]")
+    assert own[0] == "stages[2].blocks[1]" and len(own) == 1 + 3 * 2 + 1  # op; kernel, expansion per op; GC group
+    assert all(space.owner(p) == "stages[2].blocks[1]" for p in own)
+    assert space.owner("stages[2].blocks[1]@gc_ibn.group_size") == "stages[2].blocks[1]"
+    assert space.owner("stem.kernel_size") is None and space.owner("stages[2].out_channels") is None
+    widths = space.width_choices()
+    assert "stem.out_channels" in widths and "head.conv_channels" in widths and "stem.kernel_size" not in widths
+    assert "stages[2].blocks[1]@gc_ibn.expand_ratio" in widths
+    assert len(widths) == 1 + 5 + 1 + 3 * 10  # stem, 5 stages, head, an expansion per op at 10 positions
+
+
+def test_fix_repairing_hands_the_block_that_broke_to_the_repair():
+    from edgenas.space import choice as walk
+
+    space = get_space("edgetpu-v2-224")
+    rng = np.random.default_rng(0)
+    broken = next(d for d in (walk.sample(space.template, rng) for _ in range(500)) if not space.is_valid(d))
+    with pytest.raises(SpecError) as err:
+        space.fix(broken)
+    first = space.failing_block(err.value)
+    loc = err.value.loc
+    assert first == f"stages[{loc[1]}].blocks[{loc[3]}]"  # read from the error's place, not its message
+    with pytest.raises(SpecError):  # a repair that gives up: the error stands
+        space.fix_repairing(broken, lambda block, d: None)
+    seen = []
+
+    def next_option(block, d):
+        seen.append(block)
+        options = space.block_options(block)
+        return {**d, **options[seen.count(block) - 1]} if seen.count(block) <= len(options) else None
+
+    arch, fixed = space.fix_repairing(broken, next_option)
+    assert seen[0] == first and space.fix(fixed) == arch
+    assert {space.owner(p) for p in fixed if fixed[p] != broken.get(p)} <= set(seen)  # nothing else was touched

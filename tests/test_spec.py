@@ -144,7 +144,45 @@ def test_not_a_mapping():
 
 
 def test_specs_are_frozen():
+    from pydantic import ValidationError
+
     arch = get_arch("mobilenet_v2")
-    with pytest.raises(Exception):
+    # pydantic's error, not SpecError: assigning to a spec is a programming error, not input to validate
+    with pytest.raises(ValidationError, match=r"1 validation error for Arch\ninput_size\n  Instance is frozen"):
         arch.input_size = 96
+    with pytest.raises(ValidationError, match=r"for IBN\nkernel_size\n  Instance is frozen"):
+        arch.stages[1].blocks[0].kernel_size = 5  # frozen all the way down, not only at the top
+    with pytest.raises(TypeError, match="'tuple' object does not support item assignment"):
+        arch.stages[1].blocks[0] = arch.stages[1].blocks[1]
     assert arch.replace(input_size=96).input_size == 96 and arch.input_size == 224
+    assert arch.stages[1].blocks[0].kernel_size == 3 and arch == get_arch("mobilenet_v2")
+
+
+def test_spec_errors_carry_their_place_as_data():
+    """Code that reacts to where a spec broke (a search redrawing that block) reads ``SpecError.loc``; the
+    message stays the one line a user reads."""
+    from edgenas.models import get_arch
+
+    data = get_arch("mobilenet_edgetpu_v2_s").to_dict()
+    data["stages"][1]["blocks"][1]["group_size"] = 100  # cross-field: needs the block's channels
+    with pytest.raises(SpecError) as err:
+        parse_arch(data)
+    assert str(err.value) == "stages[1].blocks[1].group_size: 100 does not divide the 192 expanded channels"
+    assert err.value.loc == ("stages", 1, "blocks", 1, "group_size")
+    data["stages"][1]["blocks"][1]["group_size"] = -1  # a field's own bound, inside a tagged union
+    with pytest.raises(SpecError) as err:
+        parse_arch(data)
+    assert err.value.loc == ("stages", 1, "blocks", 1, "group_size")
+    assert str(err.value).startswith("stages[1].blocks[1].group_size: ")
+
+
+def test_layers_are_built_by_keyword_from_a_closed_set_of_ops():
+    from edgenas.spec import Layer
+    from edgenas.spec.layer import Op
+
+    with pytest.raises(TypeError):
+        Layer("x", "conv", 8, 8, (4, 4), (4, 4))  # positional construction is refused
+    with pytest.raises(ValueError, match="'cnov' is not a valid Op"):
+        Layer(path="x", op="cnov", in_channels=8, out_channels=8, in_size=(4, 4), out_size=(4, 4))
+    layer = Layer(path="x", op="conv", in_channels=8, out_channels=16, in_size=(4, 4), out_size=(4, 4))
+    assert layer.op is Op.CONV and layer.op == "conv" and layer.macs == 4 * 4 * 16 * 8

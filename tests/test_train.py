@@ -124,3 +124,34 @@ def test_eval_timm_weights_on_an_image_folder(tmp_path, capsys, fixtures_dir):
                  str(fixtures_dir / "timm_mobilenet_edgetpu_v2_m.safetensors"), "--data-dir", str(tmp_path), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["images"] == 2 and len(summary["confusion"]) == 1000
+
+
+def test_one_schedule_serves_epochs_and_steps():
+    """The fit loop (set in epochs), the supernet and brief trials (set in steps) share ``lr_factor``."""
+    import math
+
+    from edgenas.train.loop import epoch_lr_factor
+    from edgenas.train.schedule import lr_factor
+
+    assert [lr_factor(s, 10, 2) for s in (0, 1)] == [0.5, 1.0]  # linear warm-up, then the cosine's top
+    assert lr_factor(6, 10, 2) == pytest.approx(0.5)  # half way through the cosine
+    assert lr_factor(10, 10) == pytest.approx(0.0, abs=1e-12) == lr_factor(12, 10)  # and stays at zero
+    assert [lr_factor(s, 0, schedule="step", decay_rate=0.5, decay_every=3) for s in (0, 2, 3, 7)] == \
+        [1, 1, 0.5, 0.25]
+    cfg = load_config(overrides=["model.name=mobilenet_v3_small", "train.epochs=4", "train.warmup_epochs=1"])
+    assert epoch_lr_factor(10, cfg, 10) == lr_factor(10, 40, 10)
+    assert epoch_lr_factor(25, cfg, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 15 / 30)))
+
+
+def test_a_dataset_adapts_a_zoo_model_in_one_place():
+    from edgenas.data.shape import FASHION_MNIST
+    from edgenas.models import get_arch
+    from edgenas.train.setup import adapt_arch, run_arch
+
+    zoo = get_arch("mobilenet_v3_small")
+    arch = adapt_arch(zoo, FASHION_MNIST, stem_stride=1)
+    assert (arch.in_channels, arch.input_size, arch.head.num_classes, arch.stem.stride) == (1, 28, 10, 1)
+    assert arch.preprocess.mean == (0.2860,) and arch.stages == zoo.stages  # blocks unchanged
+    assert adapt_arch(zoo, FASHION_MNIST, input_size=32, num_classes=5).input_size == 32
+    cfg = load_config(overrides=["model.name=mobilenet_v3_small", "model.stem_stride=1"])
+    assert run_arch(cfg).replace(norm=arch.norm) == arch  # training reads the same adaptation (and its BN momentum)

@@ -78,8 +78,9 @@ class TrainConfig(_Section):
 
 
 class SearchConfig(_Section):
-    """TuNAS one-shot search (``edgenas.search``). The shared weights train with SGD (Nesterov) using the
-    ``train`` section's lr, momentum, weight_decay, label_smoothing, grad_clip, batch_size, seed and threads."""
+    """TuNAS one-shot search (``edgenas.search``). The shared weights train with the ``train`` section's
+    optimizer, lr, momentum, weight_decay (none on BatchNorm and biases), label_smoothing, grad_clip,
+    batch_size, seed and threads."""
     space: str = "small-28"
     target: str = "macs"  # latency model by name (edgenas.latency.TARGETS), at the arch's deployment input
     latency_target: Annotated[float, Field(gt=0)] = 60.0  # in the latency model's unit (ms, or MMACs)
@@ -98,6 +99,9 @@ class SearchConfig(_Section):
     input_size: Annotated[int, Field(ge=16)] | None = None
     cache_dir: str | None = None  # simulated layers / lookup tables (null: ~/.cache/edgenas or $EDGENAS_CACHE)
     retrain_epochs: Annotated[int, Field(ge=0)] = 0  # then train the winner from scratch, evaluate, export ONNX
+    # a finished search keeps the supernet's weights and optimizer in its checkpoint (GBs for edgetpu-v2-224);
+    # by default only the controller and the record stay, which is all a rerun of the job reads
+    keep_supernet: bool = False
 
 
 class RunConfig(_Section):

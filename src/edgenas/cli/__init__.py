@@ -14,7 +14,7 @@ from . import commands, export, latency, search, train
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgenas", description="Hardware-aware NAS for on-device vision.")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
     jsonp = argparse.ArgumentParser(add_help=False)
     jsonp.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -121,12 +121,14 @@ def _latency_parsers(sub, jsonp) -> None:
     lat.add_argument("--lut", help="a lookup table file (e.g. from `lut import`) instead of the cache's")
     lat.set_defaults(func=latency.cmd_latency)
 
-    cal = sub.add_parser("latency-calibrate", parents=[jsonp, common], help=argparse.SUPPRESS)
+    # `latency calibrate` and `latency check` are rewritten to these names by main(); given no help=, argparse
+    # leaves them out of the command list, where `latency` already mentions them.
+    cal = sub.add_parser("latency-calibrate", parents=[jsonp, common], prog="edgenas latency calibrate")
     cal.add_argument("--dw-packing", type=float, default=None, help="depthwise packing (default: the model's)")
     cal.add_argument("--sweep", default="0,0.25,0.5,0.75,0.8,0.9,1", help="comma-separated packings to compare")
     cal.set_defaults(func=latency.cmd_calibrate)
 
-    chk = sub.add_parser("latency-check", parents=[jsonp, common], help=argparse.SUPPRESS)
+    chk = sub.add_parser("latency-check", parents=[jsonp, common], prog="edgenas latency check")
     chk.add_argument("--space", required=True)
     chk.add_argument("--samples", type=int, default=100)
     chk.add_argument("--fit-samples", type=int, default=20, help="other archs the overhead is fitted on")

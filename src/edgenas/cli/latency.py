@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -87,8 +86,9 @@ def cmd_check(args) -> int:
     if not args.json:
         print(file=sys.stderr)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({**result.to_dict(), "lut": model.lut.fingerprint.model_dump()}))
+        from ..env import write_record
+
+        write_record(args.out, {**result.to_dict(), "lut": model.lut.fingerprint.model_dump()}, args.threads)
     s = result.summary()
     if args.json:
         emit_json(s)

@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 import torch
 
 
+def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of rows whose largest logit is at the label."""
+    return float((logits.argmax(1) == labels).float().mean())
+
+
 @dataclass
 class ClassificationMeter:
     num_classes: int

@@ -50,12 +50,31 @@ def _torch_logits(model: nn.Module, images: torch.Tensor) -> np.ndarray:
         return torch.cat([model(b) for b in _batches(images)]).numpy()
 
 
-def _parity(got: np.ndarray, reference: np.ndarray, atol: float, rtol: float, what: str, out) -> tuple[float, float]:
+def _parity(got: np.ndarray, reference: np.ndarray, labels: torch.Tensor, atol: float, rtol: float, what: str,
+            out) -> tuple[float, float]:
     diff = np.abs(got - reference)
-    if (diff > atol + rtol * np.abs(reference)).any():
-        raise ExportError(f"{out}: {what} differs from PyTorch by up to {diff.max():.2e} (tolerance {atol:g} + "
-                          f"{rtol:g} x |logit|); not written")
+    if not np.isfinite(diff).all() or (diff > atol + rtol * np.abs(reference)).any():
+        worst = np.nanmax(np.where(np.isfinite(diff), diff, np.nan)) if np.isfinite(diff).any() else float("nan")
+        raise ExportError(f"{out}: {what} differs from PyTorch by up to {worst:.2e} (tolerance {atol:g} + "
+                          f"{rtol:g} x |logit|); not written. {_diagnosis(reference, labels)}")
     return float(diff.max()), float(diff.max() / max(float(np.abs(reference).max()), 1e-12))
+
+
+def _diagnosis(logits: np.ndarray, labels: torch.Tensor) -> str:
+    """What the PyTorch model's own logits say about a failed parity check: a model that diverged in training
+    (non-finite or huge logits, chance accuracy) amplifies every rounding difference, and retraining is the
+    fix; ordinary logits point at the exporter or the runtime instead."""
+    finite = np.isfinite(logits)
+    accuracy = float((logits.argmax(1) == labels.numpy()).mean() * 100)
+    chance = 100 / logits.shape[1]
+    peak = float(np.abs(logits[finite]).max()) if finite.any() else float("nan")
+    facts = (f"PyTorch's own logits on these {len(logits)} images: max |logit| {peak:.3g}"
+             + (f", {int((~finite).sum())} non-finite" if not finite.all() else "")
+             + f", top-1 {accuracy:.1f}% (chance {chance:.0f}%)")
+    if not finite.all() or peak > 1e3 or accuracy <= 1.5 * chance:
+        return (f"{facts}: the model looks diverged, so retrain it (a lower train.lr, or train.grad_clip) "
+                "before exporting")
+    return f"{facts}: the model looks sound, so the exporter or runtime disagrees (try --gc-mode split)"
 
 
 def export(model: nn.Module, fmt: str, out: str | Path, images: torch.Tensor, labels: torch.Tensor,
@@ -67,14 +86,14 @@ def export(model: nn.Module, fmt: str, out: str | Path, images: torch.Tensor, la
     reference = _torch_logits(model, images)
     example = images[:1]
     if fmt == "tflite":
-        return _tflite(model, out, images, reference, atol, rtol)
+        return _tflite(model, out, images, labels, reference, atol, rtol)
     if fmt == "tflite-int8":
         return _tflite_int8(model, out, images, labels, reference, calibration)
     fp32 = to_onnx(model, (example,), dynamic_batch=True)
     if fmt == "onnx":
         session = ort_session(fp32)
         got = np.concatenate([run_onnx(session, b) for b in _batches(images)])
-        diff, rel = _parity(got, reference, atol, rtol, "ONNX Runtime", out)
+        diff, rel = _parity(got, reference, labels, atol, rtol, "ONNX Runtime", out)
         path = write_atomic(out, fp32)
         return ExportReport(fmt, str(path), len(images), max_abs_diff=diff, max_rel_diff=rel,
                             size_bytes=path.stat().st_size)
@@ -141,12 +160,12 @@ def _run_tflite(path: Path, images: torch.Tensor) -> np.ndarray:
     return np.stack(got)
 
 
-def _tflite(model, out, images, reference, atol, rtol) -> ExportReport:
+def _tflite(model, out, images, labels, reference, atol, rtol) -> ExportReport:
     from .litert import to_tflite
 
     with tempfile.TemporaryDirectory() as tmp:
         path = to_tflite(model, (images[:1],), Path(tmp) / "model.tflite")
-        diff, rel = _parity(_run_tflite(path, images), reference, atol, rtol, "LiteRT", out)
+        diff, rel = _parity(_run_tflite(path, images), reference, labels, atol, rtol, "LiteRT", out)
         final = write_atomic(out, path.read_bytes())
     return ExportReport("tflite", str(final), len(images), max_abs_diff=diff, max_rel_diff=rel,
                         size_bytes=final.stat().st_size)

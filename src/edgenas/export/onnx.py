@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -48,6 +50,33 @@ def run_onnx(session, x: torch.Tensor) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
 
 
+class _DropFrom(logging.Filter):
+    """Drops records up to WARNING emitted by code under a package (told by its source path)."""
+
+    def __init__(self, package: str):
+        super().__init__()
+        self.part = f"{os.sep}{package}{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.WARNING or self.part not in record.pathname
+
+
+@contextlib.contextmanager
+def _quiet(package: str):
+    """Silence a package's advice (INFO/WARNING) for a while and leave logging as it was: its own loggers
+    get a higher level, and what it logs through the root logger (``logging.warning(...)``) is filtered
+    there. Other code's records pass untouched."""
+    own, drop = logging.getLogger(package), _DropFrom(package)
+    level = own.level
+    own.setLevel(logging.ERROR)
+    logging.getLogger().addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(drop)
+        own.setLevel(level)
+
+
 def quantize_int8(model: bytes, calibration: list[tuple[torch.Tensor, ...]]) -> bytes:
     """Static int8 post-training quantization with ONNX Runtime's tools: QDQ format, per-channel int8 weights,
     uint8 activations, ranges from ``calibration`` inputs. BatchNorm is folded first (``quant_pre_process``)."""
@@ -61,15 +90,12 @@ def quantize_int8(model: bytes, calibration: list[tuple[torch.Tensor, ...]]) -> 
         def get_next(self):
             return next(self.feeds, None)
 
-    logging.disable(logging.WARNING)  # the quantizer logs advice on the root logger for every graph
-    try:
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw, src, dst = f"{tmp}/raw.onnx", f"{tmp}/fp32.onnx", f"{tmp}/int8.onnx"
-            Path(raw).write_bytes(model)
-            quant_pre_process(raw, src)
-            quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-            return Path(dst).read_bytes()
-    finally:
-        logging.disable(logging.NOTSET)
+    with _quiet("onnxruntime"), tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw, src, dst = f"{tmp}/raw.onnx", f"{tmp}/fp32.onnx", f"{tmp}/int8.onnx"
+        Path(raw).write_bytes(model)
+        quant_pre_process(raw, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+        return Path(dst).read_bytes()
+

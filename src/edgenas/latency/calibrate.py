@@ -16,7 +16,7 @@ from scipy.stats import kendalltau
 
 from ..models import MODELS, get_arch
 from ..spec import FusedIBN, IBN, GCIBN
-from .edgetpu import EdgeTPUModel, EdgeTPUParams, layer_cycles
+from .edgetpu import EdgeTPUModel, EdgeTPUParams
 
 CALIBRATION_MODELS = [n for n, card in MODELS.items()
                       if card.published and card.published.latency_device == "Pixel 6 Edge TPU"]
@@ -91,16 +91,13 @@ def _apply(params: EdgeTPUParams, x: np.ndarray, offchip: np.ndarray) -> np.ndar
 def block_latencies(model: EdgeTPUModel) -> dict:
     """ms of one IBN, fused-IBN and GC-IBN block (expansion 4, 3x3, stride 1) at each of BLOCK_SHAPES."""
     out = {}
-    p = model.params
     for name, (ch, size) in BLOCK_SHAPES.items():
         blocks = {"ibn": IBN(expand_ratio=4), "fused_ibn": FusedIBN(expand_ratio=4),
                   "gc_ibn": GCIBN(expand_ratio=4, group_size=64)}
         out[name] = {}
         for kind, block in blocks.items():
             layers = block.layers("block", ch, ch, (size, size), 1, 1)
-            convs = [x for x in layers if x.op == "conv"]
-            cycles = sum(layer_cycles(x, model.cache).total(p.dw_packing) for x in convs)
-            out[name][kind] = cycles * p.ms_per_mcycle / 1e6 + len(convs) * p.layer_overhead_ms
+            out[name][kind] = sum(model.layer_ms(x) for x in layers if x.op == "conv")
     return out
 
 

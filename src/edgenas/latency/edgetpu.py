@@ -88,12 +88,21 @@ class EdgeTPUModel:
         return [(x, layer_cycles(x, self.cache), offchip_bytes(x, sram)) for x in arch_layers(arch)
                 if x.op in ("conv", "linear")]
 
+    def cost_ms(self, cycles: LayerCycles, offchip: float) -> float:
+        """ms of one conv/linear layer: its compute cycles at the fitted clock, the per-layer overhead, and
+        the off-chip bytes at the assumed bandwidth. The one place cycles become milliseconds."""
+        p = self.params
+        return (cycles.total(p.dw_packing) * p.ms_per_mcycle / 1e6 + p.layer_overhead_ms
+                + offchip / (p.offchip_gbps * 1e6))
+
+    def layer_ms(self, layer: Layer) -> float:
+        return self.cost_ms(layer_cycles(layer, self.cache), offchip_bytes(layer, self.params.sram_mib * 2**20))
+
     def predict(self, arch: Arch) -> LatencyReport:
         p = self.params
         layers, terms = [], self.layer_terms(arch)
         for layer, cyc, offchip in terms:
-            ms = cyc.total(p.dw_packing) * p.ms_per_mcycle / 1e6 + p.layer_overhead_ms + offchip / (p.offchip_gbps * 1e6)
-            layers.append(LayerTime(layer.path, layer.op, ms, "scalesim"))
+            layers.append(LayerTime(layer.path, layer.op, self.cost_ms(cyc, offchip), "scalesim"))
         layers.append(LayerTime("fixed", "invoke", p.fixed_ms, "fitted"))
         self.cache.save()
         notes = [f"depthwise convs at dw_packing={p.dw_packing:g} (0: SCALE-Sim per-channel, 1: 64 channels/pass)"]

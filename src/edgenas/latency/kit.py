@@ -14,6 +14,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..env import write_record
 from ..spec import Arch
 from .base import LatencyError
 from ..export.litert import to_tflite
@@ -81,7 +82,7 @@ def write_kit(archs: list[Arch], out: str | Path, fit_archs: list[Arch], *, spac
     manifest = {"kind": "edgenas-lut-kit", "version": 1, "space": space, "precision": "fp32",
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "layers": layers,
                 "models": models}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_record(out / "manifest.json", manifest)  # where the kit was built travels with it
     script = out / "run_on_device.sh"
     script.write_text(SCRIPT)
     script.chmod(0o755)

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..env import cpu_model
 from ..nn.layers import make_act
+from ..rng import seeded
 from ..spec import Arch, Layer, arch_layers
 from .base import LatencyError, LatencyReport, LayerTime
 from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
@@ -39,8 +40,14 @@ class Passthrough(nn.Module):
         return outs[0] if len(outs) == 1 else outs
 
 
-def layer_module(layer: Layer) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    """A stand-alone module and inputs that compute ``layer`` as the deployed (BN-folded) graph does."""
+def layer_module(layer: Layer, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """A stand-alone module and inputs that compute ``layer`` as the deployed (BN-folded) graph does; weights
+    and inputs drawn from ``seed`` without touching the caller's random stream."""
+    with seeded(seed):
+        return _layer_module(layer)
+
+
+def _layer_module(layer: Layer) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     c, (h, w) = layer.in_channels, layer.in_size
     x = torch.randn(1, c, h, w)
     if layer.op == "conv":
@@ -58,11 +65,12 @@ def layer_module(layer: Layer) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     raise LatencyError(f"{layer.path}: cannot measure a {layer.op!r} layer")
 
 
-def arch_module(arch: Arch) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+def arch_module(arch: Arch, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """The whole model (eval mode) and one input, drawn from ``seed`` as ``layer_module``'s are."""
     from ..nn import build_model
 
-    torch.manual_seed(0)
-    return build_model(arch).eval(), (torch.randn(1, arch.in_channels, arch.input_size, arch.input_size),)
+    with seeded(seed):
+        return build_model(arch).eval(), (torch.randn(1, arch.in_channels, arch.input_size, arch.input_size),)
 
 
 def repeat(call, runs: int, min_total_ms: float = 50.0, max_runs: int = 5000) -> list[float]:

@@ -96,7 +96,7 @@ class CycleCache:
         self.path = Path(path) if path else None
         self.rows, self.cols = rows, cols
         self._cycles: dict[str, int] | None = None
-        self._bundled = bundled(rows, cols) if use_bundled else {}
+        self.use_bundled, self._bundled = use_bundled, None  # read on first use: constructors do no I/O
         self.simulated = self._saved = 0
 
     def _load(self) -> dict[str, int]:
@@ -111,6 +111,8 @@ class CycleCache:
 
     def cycles(self, shape: ConvShape) -> int:
         cache, key = self._load(), shape.key(self.rows, self.cols)
+        if self._bundled is None:
+            self._bundled = bundled(self.rows, self.cols) if self.use_bundled else {}
         if key in self._bundled and key not in cache:
             return self._bundled[key]
         if key not in cache:

@@ -7,36 +7,34 @@ weight steps on the training split and scores top-1 on the held-out split; trial
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..eval.metrics import top1
 from ..space import SearchSpace
-from ..spec import SpecError
-from .controller import active_paths, reward
+from ..rng import seeded
+from ..train.schedule import lr_factor
+from .controller import Trial, reward
 from .supernet import recalibrate_bn
-
-
-@dataclass
-class Trial:
-    decision: dict
-    quality: float
-    latency: float
-    reward: float
 
 
 def train_briefly(arch, train_batches: Callable[[int], tuple], held: tuple[torch.Tensor, torch.Tensor], steps: int,
                   lr: float, seed: int) -> float:
-    """Top-1 on ``held`` of ``arch`` trained from scratch for ``steps`` SGD steps (cosine, no warm-up)."""
+    """Top-1 on ``held`` of ``arch`` trained from scratch for ``steps`` SGD steps (cosine, no warm-up), its
+    initialisation and dropout drawn from ``seed`` (the caller's random stream is left alone)."""
+    with seeded(seed):
+        return _train_briefly(arch, train_batches, held, steps, lr)
+
+
+def _train_briefly(arch, train_batches, held, steps: int, lr: float) -> float:
     from ..nn import build_model
 
-    torch.manual_seed(seed)
     model = build_model(arch).train()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps))
     for step in range(steps):
         x, y = train_batches(step)
         loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
@@ -46,30 +44,27 @@ def train_briefly(arch, train_batches: Callable[[int], tuple], held: tuple[torch
         sched.step()
     recalibrate_bn(model, [train_batches(s)[0] for s in range(min(steps, 4))])
     with torch.no_grad():
-        return float((model(held[0]).argmax(1) == held[1]).float().mean())
+        return top1(model(held[0]), held[1])
 
 
 def mutate(space: SearchSpace, decision: dict, rng: np.random.Generator, max_tries: int = 100) -> dict:
     """Change one choice that shapes the architecture to another of its options (a valid point)."""
     choices = dict(space.choices())
-    paths = [p for p in active_paths(decision, list(choices)) if len(choices[p].options) > 1]
+    paths = [p for p in space.active_paths(decision) if len(choices[p].options) > 1]
     for _ in range(max_tries):
         path = paths[rng.integers(len(paths))]
         c = choices[path]
         others = [i for i, label in enumerate(c.labels) if label != str(decision[path])]
         child = {**decision, path: c.value(others[rng.integers(len(others))])}
-        try:
-            space.fix(child)
+        if space.is_valid(child):
             return child
-        except SpecError:
-            continue
     raise RuntimeError("mutate: no valid neighbour found")
 
 
 def make_evaluator(cfg, space: SearchSpace, latency, steps: int) -> Callable[[dict], tuple[float, float]]:
     """``decision -> (held-out top-1 after training briefly, predicted latency)`` on ``cfg``'s data, with the
     training/held-out split of the TuNAS loop (``search.heldout``)."""
-    from .tunas import splits
+    from .proxy import splits
 
     batches, held_batches = splits(cfg, space, cfg.search.heldout)
     held = held_batches(0)  # the whole held-out split

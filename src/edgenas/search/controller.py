@@ -8,12 +8,12 @@ Rewards (TuNAS ``reward_for_single_cost_model``, ratio = latency / target):
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
 
 from ..space import SearchSpace
-from ..space.space import active_paths, failing_block
 from ..spec import SpecError
 
 REWARDS = ("abs", "mnas", "mnas-hard")
@@ -32,6 +32,17 @@ def reward(quality: float, latency: float, target: float, kind: str = "abs", bet
     raise ValueError(f"unknown reward {kind!r}; known: {', '.join(REWARDS)}")
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One architecture and its score: quality, predicted latency and the reward of the two."""
+
+    decision: dict[str, Any]
+    quality: float
+    latency: float
+    reward: float
+    indices: tuple[int, ...] = ()  # the controller's option per choice, when the controller drew it
+
+
 class Controller(torch.nn.Module):
     """One logit vector per choice of ``space`` (all zeros: uniform at the start)."""
 
@@ -47,28 +58,31 @@ class Controller(torch.nn.Module):
     def _value(self, path: str, i: int):
         return self.choices[path].value(i)
 
+    def indices(self, decision: Mapping[str, Any]) -> list[int]:
+        """The option index of every choice in ``decision``."""
+        return [self.choices[p].index(decision[p], p) for p in self.paths]
+
     def sample(self, generator: torch.Generator, max_tries: int = 100) -> tuple[dict[str, Any], list[int]]:
         """A valid decision and its option indices. Where a block comes out invalid (e.g. a group size that
-        does not divide its expanded channels) that block's own choices are redrawn, at most ``max_tries``
-        times in all."""
-        def draw(i: int) -> int:
-            return int(torch.multinomial(torch.softmax(self.logits[i].detach(), 0), 1, generator=generator))
+        does not divide its expanded channels) that block's own choices are redrawn (every choice, where the
+        error names no block), at most ``max_tries`` times in all."""
+        column = {p: i for i, p in enumerate(self.paths)}
 
-        idx = [draw(i) for i in range(len(self.logits))]
-        for _ in range(max_tries):
-            decision = {p: self._value(p, i) for p, i in zip(self.paths, idx)}
-            try:
-                self.space.fix(decision)
-                return decision, idx
-            except SpecError as err:
-                block = failing_block(err)
-                redraw = [i for i, p in enumerate(self.paths) if block and (p == block or p.startswith(block + "@"))]
-                for i in redraw or range(len(self.logits)):
-                    idx[i] = draw(i)
-        raise RuntimeError(f"controller: no valid architecture in {max_tries} draws")
+        def draw(path: str):
+            probs = torch.softmax(self.logits[column[path]].detach(), 0)
+            return self._value(path, int(torch.multinomial(probs, 1, generator=generator)))
+
+        def redraw(block: str | None, decision: dict) -> dict:
+            return {**decision, **{p: draw(p) for p in (self.space.own_choices(block) if block else self.paths)}}
+
+        try:
+            _, decision = self.space.fix_repairing({p: draw(p) for p in self.paths}, redraw, max_tries)
+        except SpecError:
+            raise RuntimeError(f"controller: no valid architecture in {max_tries} draws") from None
+        return decision, self.indices(decision)
 
     def log_prob(self, decision: Mapping[str, Any], idx: list[int]) -> torch.Tensor:
-        active = set(active_paths(decision, self.paths))
+        active = set(self.space.active_paths(decision, self.paths))
         terms = [torch.log_softmax(lg, 0)[i] for p, lg, i in zip(self.paths, self.logits, idx) if p in active]
         return torch.stack(terms).sum()
 
@@ -81,33 +95,31 @@ class Controller(torch.nn.Module):
         invalid (e.g. a group size that does not divide the expanded channels), that block's own choices
         take their most likely combination that is valid, block by block in network order."""
         decision = {p: self._value(p, int(lg.argmax())) for p, lg in zip(self.paths, self.logits)}
-        for _ in range(len(self.paths) + 1):
-            try:
-                self.space.fix(decision)
-                return decision
-            except SpecError as err:
-                block = failing_block(err)
-                if not block:
-                    raise
-                decision = self._repair(decision, block)
-        raise RuntimeError("controller: no valid most likely architecture")
+        try:
+            return self.space.fix_repairing(decision, self._repair, len(self.paths) + 1)[1]
+        except SpecError:
+            raise RuntimeError("controller: no valid most likely architecture") from None
 
-    def _repair(self, decision: dict, block: str) -> dict:
-        own = [i for i, p in enumerate(self.paths) if p == block or p.startswith(block + "@")]
+    def _repair(self, block: str | None, decision: dict) -> dict | None:
+        """``decision`` with ``block``'s own choices at their most likely combination under which that block
+        is valid (a later block may still be invalid: the next repair takes it)."""
+        if block is None:
+            return None
+        own = [self.paths.index(p) for p in self.space.own_choices(block)]
         logp = {i: torch.log_softmax(self.logits[i].detach(), 0).tolist() for i in own}
         ranked = []
         for combo in itertools.product(*(range(len(logp[i])) for i in own)):
             trial = {**decision, **{self.paths[i]: self._value(self.paths[i], k) for i, k in zip(own, combo)}}
-            active = set(active_paths(trial, [self.paths[i] for i in own]))
+            active = set(self.space.active_paths(trial, [self.paths[i] for i in own]))
             ranked.append((-sum(logp[i][k] for i, k in zip(own, combo) if self.paths[i] in active), combo, trial))
         for _, _, trial in sorted(ranked, key=lambda r: (r[0], r[1])):
             try:
                 self.space.fix(trial)
                 return trial
             except SpecError as err:
-                if not str(err).startswith(block):
+                if self.space.failing_block(err) != block:
                     return trial  # this block is fine; a later one is not
-        raise RuntimeError(f"controller: no valid choice for {block}")
+        return None
 
     def probabilities(self) -> dict[str, dict[str, float]]:
         with torch.no_grad():
@@ -124,15 +136,16 @@ class Reinforce:
         self.optimizer = torch.optim.Adam(controller.parameters(), lr=lr, betas=(0.0, 0.999), eps=1e-8)
         self.baseline: float | None = None
 
-    def step(self, samples: list[tuple[dict, list[int], float]], lr: float | None = None) -> float:
-        """One update from (decision, indices, reward) samples; returns the advantage's mean. The baseline
+    def step(self, samples: list[Trial], lr: float | None = None) -> float:
+        """One update from the controller's scored samples; returns the advantage's mean. The baseline
         moves with the samples' mean reward (the cross-replica mean in TuNAS)."""
-        mean = sum(r for _, _, r in samples) / len(samples)
+        mean = sum(t.reward for t in samples) / len(samples)
         self.baseline = mean if self.baseline is None else self.momentum * self.baseline + (1 - self.momentum) * mean
         if lr is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-        loss = -sum((r - self.baseline) * self.controller.log_prob(d, i) for d, i, r in samples) / len(samples)
+        loss = -sum((t.reward - self.baseline) * self.controller.log_prob(t.decision, list(t.indices))
+                    for t in samples) / len(samples)
         if self.entropy_weight:
             loss = loss - self.entropy_weight * self.controller.entropy()
         self.optimizer.zero_grad(set_to_none=True)

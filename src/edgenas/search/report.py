@@ -64,6 +64,28 @@ def _svg(fig_id: str, body: str, width: int = W, height: int = H) -> str:
             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">{body}</svg>')
 
 
+CHAR_W, LINE_H = 6.2, 13  # text metrics of the figures' 11 px sans-serif, generous
+
+
+def place_labels(points: list[tuple[float, float]], labels: list[str]) -> list[tuple[float, float]]:
+    """Where to write each point's label (left edge, vertical centre): right of the point, moved up or down
+    by whole lines, nearest first, until its box overlaps no label placed before it and stays in the plot."""
+    placed: list[tuple[float, float, float, float]] = []
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: (points[i][1], points[i][0])):
+        (x, y), width = points[i], len(labels[i]) * CHAR_W
+        for k in range(40):
+            dy = (k + 1) // 2 * LINE_H * (1 if k % 2 else -1)
+            box = (x + 8, x + 8 + width, y + dy - LINE_H / 2, y + dy + LINE_H / 2)
+            inside = PAD / 2 <= box[2] and box[3] <= H - PAD
+            if inside and not any(b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3]
+                                  for b in placed):
+                break
+        placed.append(box)
+        out[i] = (box[0], (box[2] + box[3]) / 2)
+    return out
+
+
 def pareto_figure(result: dict, trace: list[dict]) -> str:
     """Every controller sample (latency, quality on one held-out batch), darker later; the chosen
     architecture; the zoo (points where the supernet could score them, else marks on the latency axis)."""
@@ -84,14 +106,17 @@ def pareto_figure(result: dict, trace: list[dict]) -> str:
         parts.append(f'<circle class="tried" cx="{ax.x(lat):.1f}" cy="{ax.y(q):.1f}" r="2.5" '
                      f'fill="rgb({shade},{shade},{min(255, shade + 40)})"><title>step {step}: {lat:.4g} {unit}, '
                      f'{q:.3f}</title></circle>')
+    scored = [z for z in zoo if "supernet_quality" in z]
+    points = [(ax.x(z["latency"]), ax.y(z["supernet_quality"])) for z in scored]
+    for z, (zx, zy), (lx, ly) in zip(scored, points, place_labels(points, [z["name"] for z in scored])):
+        parts.append(f'<rect class="zoo" x="{zx - 4:.1f}" y="{zy - 4:.1f}" width="8" height="8" fill="#e0a020">'
+                     f'<title>{_esc(z["name"])}</title></rect>')
+        if abs(ly - zy) > 1:  # moved off its point: a leader line says whose label it is
+            parts.append(f'<line x1="{zx + 4:.1f}" y1="{zy:.1f}" x2="{lx - 1:.1f}" y2="{ly:.1f}" stroke="#e0a020"/>')
+        parts.append(f'<text class="zoo-label" x="{lx:.1f}" y="{ly + 4:.1f}">{_esc(z["name"])}</text>')
     for z in zoo:
         zx = ax.x(z["latency"])
-        if "supernet_quality" in z:
-            zy = ax.y(z["supernet_quality"])
-            parts.append(f'<rect class="zoo" x="{zx - 4:.1f}" y="{zy - 4:.1f}" width="8" height="8" fill="#e0a020">'
-                         f'<title>{_esc(z["name"])}</title></rect><text x="{zx + 6:.1f}" y="{zy + 4:.1f}">'
-                         f'{_esc(z["name"])}</text>')
-        else:
+        if "supernet_quality" not in z:
             parts.append(f'<line class="zoo" x1="{zx:.1f}" x2="{zx:.1f}" y1="{H - PAD}" y2="{H - PAD - 10}" '
                          f'stroke="#e0a020" stroke-width="2"><title>{_esc(z["name"])}: {z["latency"]:.4g} {unit}'
                          '</title></line>')

@@ -11,20 +11,17 @@ latency model at its deployment input size; the rewards of every process feed on
 controller stays identical everywhere. Its learning rate grows exponentially by ``rl_lr_growth`` over the
 search (TuNAS). The answer is the controller's most likely architecture.
 
-Quality can come from a proxy task: ``task_space`` adapts the space to the data (input channels, classes,
-normalization) at ``search.input_size``, while latency is always priced on the space itself.
+Quality can come from a proxy task (``proxy.task_space``), while latency is always priced on the space itself.
 
 Everything a resumed run needs (supernet, controller, both optimizers, the baseline, the step and the trace
 so far) is checkpointed atomically every ``checkpoint_every`` steps; batches and samples are pure functions
-of (seed, step, process), so a resumed search replays exactly what an uninterrupted one does.
+of (seed, step, process), so a resumed search replays exactly what an uninterrupted one does. A finished
+search keeps only a small checkpoint (the controller and its record) unless ``search.keep_supernet``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -36,90 +33,20 @@ import torch.nn.functional as F
 
 from ..config import RunConfig
 from ..env import environment
+from ..eval.metrics import top1
 from ..io import write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
 from ..space import SearchSpace, get_space
-from ..space.space import failing_block
 from ..spec import SpecError, block_plan
 from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ..train.loop import distributed
-from ..train.setup import FASHION_MNIST, dataset
-from .controller import Controller, Reinforce, reward
+from ..train.loop import distributed, make_optimizer
+from ..train.schedule import lr_factor
+from .controller import Controller, Reinforce, Trial, reward
+from .proxy import proxy_note, splits, task_space
 from .supernet import Supernet
 
-WIDTHS = re.compile(r"(out_channels|conv_channels|expand_ratio)$")
-
-
-def _lr_factor(step: int, steps: int, warmup: float = 0.025) -> float:
-    """TuNAS's shared-weight schedule: linear warm-up over 2.5% of the steps, then cosine to zero."""
-    w = max(1, int(warmup * steps))
-    if step < w:
-        return (step + 1) / w
-    return 0.5 * (1 + math.cos(math.pi * (step - w) / max(steps - w, 1)))
-
-
-class Batches:
-    """Batch ``step`` of a split: a slice of a permutation drawn from (seed, pass), as a pure function."""
-
-    def __init__(self, data, indices: list[int], batch_size: int, seed: int):
-        self.data, self.indices, self.batch_size, self.seed = data, indices, batch_size, seed
-        self.per_pass = max(len(indices) // batch_size, 1)
-
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, b = divmod(step, self.per_pass)
-        order = torch.randperm(len(self.indices), generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
-        self.data.set_epoch(epoch)
-        items = [self.data[self.indices[i]] for i in order[b * self.batch_size:(b + 1) * self.batch_size].tolist()]
-        return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
-def task_space(cfg: RunConfig, space: SearchSpace) -> SearchSpace:
-    """The space the supernet trains on: ``space`` adapted to the data (its input channels, classes and
-    normalization) at ``search.input_size``; ``space`` itself when nothing differs. Decisions are shared, so
-    a decision's quality is measured on the task and its latency priced on ``space`` at deployment size."""
-    t, d = space.template, cfg.data
-    if d.dataset == "fashion-mnist":
-        changes = dict(in_channels=1, preprocess=FASHION_MNIST, classes=10)
-    else:
-        from ..data.datasets import ImageFolder
-
-        changes = dict(classes=len(ImageFolder(Path(d.data_dir) / "train", None).classes))
-    changes["input_size"] = cfg.search.input_size or t.input_size
-    classes = changes.pop("classes")
-    if all(getattr(t, k) == v for k, v in changes.items()) and t.head.num_classes == classes:
-        return space
-    template = t.model_copy(update={**changes, "head": t.head.model_copy(update={"num_classes": classes})})
-    return SearchSpace(f"{space.name}@{d.dataset}-{changes['input_size']}", template,
-                       f"{space.name} adapted to {d.dataset} at {changes['input_size']} px (a proxy task)")
-
-
-def proxy_note(space: SearchSpace, task: SearchSpace, cfg: RunConfig) -> str | None:
-    """One sentence saying where quality and latency come from, when they come from different places."""
-    if task is space:
-        return None
-    a, b = task.template, space.template
-    return (f"Quality is estimated on {cfg.data.dataset} at {a.input_size}x{a.input_size}x{a.in_channels}, "
-            f"{a.head.num_classes} classes (a proxy task); latency is predicted for the {space.name} "
-            f"architecture at {b.input_size}x{b.input_size}x{b.in_channels}, {b.head.num_classes} classes.")
-
-
-def splits(cfg: RunConfig, space: SearchSpace, held_batch: int) -> tuple[Batches, Batches]:
-    """Batches for weight steps (the training images but the last ``search.heldout``, augmented as
-    configured) and for quality estimates (those last images, transformed as at evaluation). ``space``:
-    the task space (``task_space``)."""
-    template = space.sample_arch(np.random.default_rng(cfg.train.seed))  # input size, channels, preprocessing
-    train_data = dataset(cfg, template, "train")
-    held_data = copy.copy(train_data)
-    held_data.transform = dataset(cfg, template, "val").transform
-    n, k = len(train_data), cfg.search.heldout
-    if k >= n:
-        raise SpecError(f"search.heldout: {k} leaves no training images of {n}")
-    return (Batches(train_data, list(range(n - k)), cfg.train.batch_size, cfg.train.seed),
-            Batches(held_data, list(range(n - k, n)), held_batch, cfg.train.seed + 1))
-
-
-def _key(decision: dict) -> str:
-    return json.dumps(decision, sort_keys=True, default=str)
+CHECKPOINT = "search_checkpoint.pt"
+WEIGHT_WARMUP = 0.025  # TuNAS: the shared weights' learning rate rises linearly over the first 2.5% of steps
 
 
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -142,35 +69,31 @@ def warmup_paths(space: SearchSpace, decision: dict, enable: float, gen: torch.G
     ``Supernet.forward``; an op that does not fit a position (e.g. a group size) is left out there."""
     if enable <= 0:
         return decision, {}
+    widths = set(space.width_choices())
     widened = dict(decision)
     for path, choice in space.choices():
         if path not in widened:  # a choice under an op the decision did not pick: any option will do
             widened[path] = choice.value(int(torch.randint(len(choice.options), (), generator=gen)))
-        if WIDTHS.search(path) and float(torch.rand((), generator=gen)) < enable:
+        if path in widths and float(torch.rand((), generator=gen)) < enable:
             widened[path] = max(choice.options)
-    try:
-        space.fix(widened)
-    except SpecError:  # a widest width that breaks a group size: keep the sampled widths
-        widened = {**widened, **{p: v for p, v in decision.items() if WIDTHS.search(p)}}
+    if not space.is_valid(widened):  # a widest width that breaks a group size: keep the sampled widths
+        widened = {**widened, **{p: v for p, v in decision.items() if p in widths}}
     choices = dict(space.choices())
     ops = {p: choices[p].labels for p in space.block_paths() if float(torch.rand((), generator=gen)) < enable}
     if not ops:
         return widened, {}
+
+    def keep_widened(block: str | None, variant: dict) -> dict | None:  # this op does not fit here
+        if block is None or variant.get(block) == widened.get(block):
+            return None
+        return {**variant, block: widened[block]}
+
     parallel: dict[tuple[int, int], list] = {}
     for label in sorted({lb for labels in ops.values() for lb in labels}):
         variant = {**widened, **{p: label for p, labels in ops.items() if label in labels}}
-        for _ in range(len(ops) + 1):
-            try:
-                arch = space.fix(variant)
-                break
-            except SpecError as err:
-                bad = failing_block(err)
-                if not bad or variant.get(bad) == widened.get(bad):
-                    raise
-                variant[bad] = widened[bad]  # this op does not fit here
+        arch, variant = space.fix_repairing(variant, keep_widened, len(ops) + 1)
         for pb in block_plan(arch):
-            path = f"stages[{pb.stage}].blocks[{pb.index}]"
-            if path in ops and variant[path] == label:
+            if pb.path in ops and variant[pb.path] == label:
                 parallel.setdefault((pb.stage, pb.index), []).append(pb.block)
     return widened, parallel
 
@@ -185,8 +108,9 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
 
 
 # Settings a resumed search may change: where things go and how fast it runs, not what it computes.
-RESUMABLE_CHANGES = {"out", "search.checkpoint_every", "search.retrain_epochs", "search.cache_dir", "train.threads",
-                     "train.epochs", "train.log_every", "data.data_dir", "data.workers"}
+RESUMABLE_CHANGES = {"out", "search.checkpoint_every", "search.retrain_epochs", "search.cache_dir",
+                     "search.keep_supernet", "train.threads", "train.epochs", "train.log_every", "data.data_dir",
+                     "data.workers"}
 
 
 def _settings(cfg: RunConfig) -> dict:
@@ -209,159 +133,230 @@ def _check_resumable(path: Path, state: dict, cfg: RunConfig, world: int) -> Non
                         "choose another --out or move it away")
 
 
+class TunasSearch:
+    """One search, in the parts a reader takes one at a time: ``__init__`` builds what the config names,
+    ``restore`` resumes a checkpoint, each ``step`` is a ``weight_step`` then (after the warm-up) a
+    ``controller_step``, ``checkpoint`` saves, and ``finish`` writes the result."""
+
+    def __init__(self, cfg: RunConfig, *, progress: bool = True):
+        if cfg.search is None:
+            raise SpecError("search: the config has no search section")
+        self.cfg, self.s, self.t, self.progress = cfg, cfg.search, cfg.train, progress
+        self.rank, self.world = distributed()
+        self.out = Path(cfg.out)
+        if self.t.threads:
+            torch.set_num_threads(self.t.threads)
+        torch.manual_seed(self.t.seed)  # the process's stream, as the fit loop seeds it
+        self.space = get_space(self.s.space)
+        self.task = task_space(cfg, self.space)
+        self.latency = get_latency_model(self.s.target, cache_dir=self.s.cache_dir or DEFAULT_CACHE)
+        self.weight_batches, self.held_batches = splits(cfg, self.task, self.s.rl_batch)
+        self.supernet = Supernet(self.task)
+        self.controller = Controller(self.space)
+        self.rl = Reinforce(self.controller, self.s.rl_lr)
+        self.optimizer = make_optimizer(self.supernet, cfg)
+        self.warmup_steps = int(self.s.warmup_fraction * self.s.steps)
+        self.step, self.trace, self.finished = 0, [], False
+        self._prices: dict[str, float] = {}
+
+    # --- state -------------------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT
+
+    def restore(self, resume: bool) -> None:
+        """Continue the checkpoint in ``out`` when ``resume``; refuse to overwrite one otherwise."""
+        path = self.checkpoint_path
+        if not path.is_file():
+            return
+        if not resume:
+            raise SpecError(f"{self.out}: already holds a search ({CHECKPOINT}); pass --resume to continue it or "
+                            "choose another --out")
+        state = load_checkpoint(path)
+        _check_resumable(path, state, self.cfg, self.world)
+        self.controller.load_state_dict(state["controller"])
+        self.rl.load_state_dict({"optimizer": state["rl_optimizer"], "baseline": state["baseline"]})
+        self.step, self.trace = state["step"], json.loads(state["trace"])
+        self.finished = "supernet" not in state  # a finished search that kept only its record
+        if not self.finished:
+            self.supernet.load_state_dict(state["supernet"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+
+    def checkpoint(self, keep_supernet: bool = True) -> None:
+        """Save everything a resumed search needs; ``keep_supernet=False`` (a finished search) keeps only
+        the controller and the record, a small fraction of the size."""
+        if self.rank == 0:
+            state = {"controller": self.controller.state_dict(), "rl_optimizer": self.rl.optimizer.state_dict(),
+                     "baseline": self.rl.baseline, "step": self.step, "world": self.world,
+                     "settings": _settings(self.cfg), "trace": json.dumps(self.trace)}
+            if keep_supernet:
+                state.update(supernet=self.supernet.state_dict(), optimizer=self.optimizer.state_dict(),
+                             rng=rng_state())
+            save_checkpoint(state, self.checkpoint_path)
+        if self.world > 1:
+            dist.barrier()
+
+    # --- one step ----------------------------------------------------------------------------------------
+    def price(self, decision: dict) -> float:
+        """Predicted latency of a decision's architecture on the space (deployment size), memoized."""
+        key = json.dumps(decision, sort_keys=True, default=str)
+        if key not in self._prices:
+            self._prices[key] = self.latency.predict(self.space.fix(decision)).total
+        return self._prices[key]
+
+    def weight_step(self, gen: torch.Generator) -> float:
+        """One SGD step of the shared weights under a sampled (and, in the warm-up, widened) architecture."""
+        step, steps = self.step, self.s.steps
+        self.supernet.train()
+        decision, _ = self.controller.sample(gen)
+        enable = 1.0 - step / self.warmup_steps if step < self.warmup_steps else 0.0
+        decision, parallel = warmup_paths(self.task, decision, enable, gen)
+        x, y = self.weight_batches(step * self.world + self.rank)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.t.lr * lr_factor(step, steps, max(1, int(WEIGHT_WARMUP * steps)))
+        loss = F.cross_entropy(self.supernet(x, decision, parallel), y, label_smoothing=self.t.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1:
+            _all_reduce_grads(list(self.supernet.parameters()), self.world)
+        if self.t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), self.t.grad_clip)
+        self.optimizer.step()
+        return loss.item()
+
+    @torch.no_grad()
+    def score(self, decision: dict, x: torch.Tensor, y: torch.Tensor, indices=()) -> Trial:
+        """Held-out top-1 (batch statistics, as TuNAS), predicted latency and reward of one decision."""
+        self.supernet.train()
+        quality, latency = top1(self.supernet(x, decision), y), self.price(decision)
+        return Trial(decision, quality, latency, reward(quality, latency, self.s.latency_target, self.s.reward,
+                                                        self.s.beta), tuple(indices))
+
+    def controller_step(self, gen: torch.Generator) -> tuple[list[Trial], list[Trial]]:
+        """``rl_samples`` architectures scored on a held-out batch by every process, then one REINFORCE
+        step on all of them; returns (this process's trials, everyone's)."""
+        x, y = self.held_batches(self.step * self.world + self.rank)
+        drawn = (self.controller.sample(gen) for _ in range(self.s.rl_samples))
+        mine = [self.score(d, x, y, idx) for d, idx in drawn]
+        everyone = [mine]
+        if self.world > 1:
+            everyone = [None] * self.world
+            dist.all_gather_object(everyone, mine)
+        trials = [t for ts in everyone for t in ts]
+        s = self.s
+        self.rl.step(trials, lr=rl_lr(self.step, self.warmup_steps, s.steps, s.rl_lr, s.rl_lr_growth))
+        return mine, trials
+
+    def record(self, loss: float, mine: list[Trial], trials: list[Trial]) -> dict:
+        """The step's line of trace.jsonl."""
+        out = {"step": self.step, "loss": round(loss, 5)}
+        if trials:
+            last = mine[-1]
+            out.update(quality=round(last.quality, 4), latency=round(last.latency, 5),
+                       reward=round(last.reward, 5), baseline=round(self.rl.baseline, 5),
+                       samples=[[round(t.latency, 5), round(t.quality, 4)] for t in trials])
+        out.update(entropy=round(self.controller.entropy().item(), 4),
+                   likely_latency=round(self.price(self.controller.most_likely()), 5))
+        if self.step % max(1, self.s.steps // 50) == 0 or self.step == self.s.steps - 1:
+            out["probabilities"] = {p: [round(v, 4) for v in probs.values()]
+                                    for p, probs in self.controller.probabilities().items()}
+        return out
+
+    def run_step(self) -> dict:
+        gen = step_generator(self.t.seed, self.step, self.rank)
+        loss = self.weight_step(gen)
+        mine, trials = self.controller_step(gen) if self.step >= self.warmup_steps else ([], [])
+        rec = self.record(loss, mine, trials)
+        self.trace.append(rec)
+        self.step += 1
+        if self.step % self.s.checkpoint_every == 0 or self.step == self.s.steps:
+            self.checkpoint()
+        return rec
+
+    # --- the whole search ------------------------------------------------------------------------------
+    def run(self, stop_after: int | None = None) -> dict:
+        if self.finished:
+            done = self.out / "result.json"
+            if not done.is_file():
+                raise SpecError(f"{self.checkpoint_path}: a finished search that kept no supernet "
+                                "(search.keep_supernet false), and its result.json is gone; choose another --out")
+            return json.loads(done.read_text())
+        t0 = time.time()
+        while self.step < self.s.steps:
+            if stop_after is not None and self.step >= stop_after:
+                return {"stopped_at": self.step}
+            rec = self.run_step()
+            if self.progress and self.rank == 0:
+                self._show(rec, time.time() - t0)
+        if self.progress and self.rank == 0:
+            print(file=sys.stderr)
+        return self.finish()
+
+    def _show(self, rec: dict, seconds: float) -> None:
+        done = int(30 * self.step / self.s.steps)
+        print(f"\rsearch [{'#' * done}{'.' * (30 - done)}] {self.step}/{self.s.steps} loss {rec['loss']:.3f} "
+              f"entropy {rec['entropy']:.1f} likely {rec['likely_latency']:.4g} (target "
+              f"{self.s.latency_target:g}) {seconds:.0f} s", end="", file=sys.stderr, flush=True)
+
+    def finish(self) -> dict:
+        """Write trace.jsonl, result.json and arch.yaml; shrink the checkpoint unless asked to keep it."""
+        result = _result(self)
+        if self.rank == 0:
+            write_atomic(self.out / "trace.jsonl", "".join(json.dumps(r) + "\n" for r in self.trace))
+            result["checkpoint_bytes"] = {"during_search": self.checkpoint_path.stat().st_size}
+            write_atomic(self.out / "result.json", json.dumps(result, indent=1, default=str))
+            arch = self.space.fix(result["decision"]).replace(name=f"{self.space.name}-searched")
+            arch.save(self.out / "arch.yaml")
+        if not self.s.keep_supernet:
+            self.checkpoint(keep_supernet=False)
+        if self.rank == 0:
+            result["checkpoint_bytes"]["kept"] = self.checkpoint_path.stat().st_size
+            write_atomic(self.out / "result.json", json.dumps(result, indent=1, default=str))
+        return result
+
+
 def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None, progress: bool = True) -> dict:
     """Run (or resume) the search ``cfg.search`` describes into ``cfg.out``; returns the result record.
     ``stop_after``: return after that many steps, as an interruption would (tests)."""
-    s, t = cfg.search, cfg.train
-    if s is None:
-        raise SpecError("search: the config has no search section")
-    rank, world = distributed()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    torch.manual_seed(t.seed)
-    space = get_space(s.space)
-    task = task_space(cfg, space)
-    latency = get_latency_model(s.target, cache_dir=s.cache_dir or DEFAULT_CACHE)
-    weights_batches, held_batches = splits(cfg, task, s.rl_batch)
-
-    supernet = Supernet(task)
-    controller = Controller(space)
-    rl = Reinforce(controller, s.rl_lr)
-    opt = torch.optim.SGD(supernet.parameters(), lr=t.lr, momentum=t.momentum, nesterov=t.nesterov,
-                          weight_decay=t.weight_decay)
-    step, trace = 0, []
-    ckpt_path = out / "search_checkpoint.pt"
-    if not resume and ckpt_path.is_file():
-        raise SpecError(f"{out}: already holds a search (search_checkpoint.pt); pass --resume to continue it or "
-                        "choose another --out")
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
-        _check_resumable(ckpt_path, state, cfg, world)
-        supernet.load_state_dict(state["supernet"])
-        controller.load_state_dict(state["controller"])
-        opt.load_state_dict(state["optimizer"])
-        rl.load_state_dict({"optimizer": state["rl_optimizer"], "baseline": state["baseline"]})
-        set_rng_state(state["rng"])
-        step, trace = state["step"], json.loads(state["trace"])
-    if rank == 0:
-        cfg.save(out / "config.yaml")
-    prices: dict[str, float] = {}
-
-    def price(decision: dict) -> float:
-        key = _key(decision)
-        if key not in prices:
-            prices[key] = latency.predict(space.fix(decision)).total
-        return prices[key]
-
-    def checkpoint() -> None:
-        if rank == 0:
-            save_checkpoint({"supernet": supernet.state_dict(), "controller": controller.state_dict(),
-                             "optimizer": opt.state_dict(), "rl_optimizer": rl.optimizer.state_dict(),
-                             "baseline": rl.baseline, "rng": rng_state(), "step": step, "world": world,
-                             "settings": _settings(cfg),
-                             "trace": json.dumps(trace)}, ckpt_path)
-        if world > 1:
-            dist.barrier()
-
-    warmup_steps = int(s.warmup_fraction * s.steps)
-    snapshot_every = max(1, s.steps // 50)
-    t0 = time.time()
-    while step < s.steps:
-        if stop_after is not None and step >= stop_after:
-            return {"stopped_at": step}
-        gen = step_generator(t.seed, step, rank)
-        supernet.train()
-        decision, _ = controller.sample(gen)
-        enable = 1.0 - step / warmup_steps if step < warmup_steps else 0.0
-        decision, parallel = warmup_paths(task, decision, enable, gen)
-        x, y = weights_batches(step * world + rank)
-        for group in opt.param_groups:
-            group["lr"] = t.lr * _lr_factor(step, s.steps)
-        loss = F.cross_entropy(supernet(x, decision, parallel), y, label_smoothing=t.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if world > 1:
-            _all_reduce_grads(list(supernet.parameters()), world)
-        if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(supernet.parameters(), t.grad_clip)
-        opt.step()
-        record = {"step": step, "loss": round(loss.item(), 5)}
-        if step >= warmup_steps:
-            xh, yh = held_batches(step * world + rank)
-            mine = []
-            with torch.no_grad():
-                for _ in range(s.rl_samples):
-                    d, idx = controller.sample(gen)
-                    quality = float((supernet(xh, d).argmax(1) == yh).float().mean())
-                    lat = price(d)
-                    mine.append((d, idx, reward(quality, lat, s.latency_target, s.reward, s.beta), quality, lat))
-            everyone = [mine]
-            if world > 1:
-                everyone = [None] * world
-                dist.all_gather_object(everyone, mine)
-            samples = [m for ms in everyone for m in ms]
-            rl.step([m[:3] for m in samples], lr=rl_lr(step, warmup_steps, s.steps, s.rl_lr, s.rl_lr_growth))
-            record.update(quality=round(quality, 4), latency=round(lat, 5), reward=round(mine[-1][2], 5),
-                          baseline=round(rl.baseline, 5),
-                          samples=[[round(m[4], 5), round(m[3], 4)] for m in samples])
-        likely = controller.most_likely()
-        record.update(entropy=round(controller.entropy().item(), 4), likely_latency=round(price(likely), 5))
-        if step % snapshot_every == 0 or step == s.steps - 1:
-            record["probabilities"] = {p: [round(v, 4) for v in probs.values()]
-                                       for p, probs in controller.probabilities().items()}
-        trace.append(record)
-        step += 1
-        if progress and rank == 0:
-            done = int(30 * step / s.steps)
-            print(f"\rsearch [{'#' * done}{'.' * (30 - done)}] {step}/{s.steps} loss {record['loss']:.3f} "
-                  f"entropy {record['entropy']:.1f} likely {record['likely_latency']:.4g} (target "
-                  f"{s.latency_target:g}) {time.time() - t0:.0f} s", end="", file=sys.stderr, flush=True)
-        if step % s.checkpoint_every == 0 or step == s.steps:
-            checkpoint()
-    if progress and rank == 0:
-        print(file=sys.stderr)
-    result = _result(cfg, space, task, supernet, controller, latency, held_batches, price)
-    if rank == 0:
-        write_atomic(out / "trace.jsonl", "".join(json.dumps(r) + "\n" for r in trace))
-        write_atomic(out / "result.json", json.dumps(result, indent=1, default=str))
-        space.fix(result["decision"]).replace(name=f"{space.name}-searched").save(out / "arch.yaml")
-    return result
+    job = TunasSearch(cfg, progress=progress)
+    job.out.mkdir(parents=True, exist_ok=True)
+    job.restore(resume)
+    if job.rank == 0:
+        cfg.save(job.out / "config.yaml")
+    return job.run(stop_after)
 
 
-def _result(cfg, space, task, supernet, controller, latency, held_batches, price) -> dict:
+def _result(job: TunasSearch) -> dict:
     """The record result.json holds: the chosen arch and its predicted latency, where quality came from, the
     supernet's held-out estimate for it and for the zoo models that are points of the space, the zoo's
     predicted latencies (at the same deployment size), the controller's last probabilities, the config."""
     from ..models import get_arch, list_models
 
-    s = cfg.search
-    decision = controller.most_likely()
+    cfg, s, space = job.cfg, job.s, job.space
+    decision = job.controller.most_likely()
     arch = space.fix(decision).replace(name=f"{space.name}-searched")
-    report = latency.predict(arch)
-    held = [held_batches(i) for i in range(max(1, min(4, s.heldout // s.rl_batch)))]
+    report = job.latency.predict(arch)
+    held = [job.held_batches(i) for i in range(max(1, min(4, s.heldout // s.rl_batch)))]
 
-    @torch.no_grad()
     def estimate(d) -> float:
-        supernet.train()  # batch statistics, as in the search
-        return float(np.mean([(supernet(x, d).argmax(1) == y).float().mean() for x, y in held]))
+        return float(np.mean([job.score(d, x, y).quality for x, y in held]))
 
     zoo = []
     for name in list_models():
         z = get_arch(name)
         if z.input_size != space.template.input_size:
             continue  # latency at another deployment size is not comparable
-        entry = {"name": name, "latency": latency.predict(z).total}
+        entry = {"name": name, "latency": job.latency.predict(z).total}
         match = space.match(z)
         if match is not None:
             entry["supernet_quality"] = estimate(match)
         zoo.append(entry)
-    task_arch = task.fix(decision).replace(name=f"{space.name}-searched@{cfg.data.dataset}")
+    task_arch = job.task.fix(decision).replace(name=f"{space.name}-searched@{cfg.data.dataset}")
     return {"arch": arch.to_dict(), "task_arch": task_arch.to_dict(), "decision": decision,
             "predicted_latency": report.total, "unit": report.unit, "target": s.latency_target,
             "target_error": report.total / s.latency_target - 1, "latency_model": s.target,
             "latency_environment": report.environment, "latency_notes": report.notes,
-            "supernet_quality": estimate(decision), "proxy": proxy_note(space, task, cfg), "zoo": zoo,
-            "environment": environment(cfg.train.threads), "probabilities": controller.probabilities(),
+            "supernet_quality": estimate(decision), "proxy": proxy_note(space, job.task, cfg), "zoo": zoo,
+            "environment": environment(cfg.train.threads), "probabilities": job.controller.probabilities(),
             "config": cfg.model_dump(mode="json")}

@@ -72,15 +72,39 @@ def _join(path: str, suffix: str) -> str:
     return path + suffix if path else suffix.lstrip(".")
 
 
-def iter_choices(node, path: str = "") -> Iterator[tuple[str, Choice]]:
+@dataclass(frozen=True)
+class ChoiceSite:
+    """Where a choice stands. ``loc`` is its place in the spec as data (``("stages", 2, "blocks", 1)``; a choice
+    inside an option continues its parent's place: ``(..., "blocks", 1, "group_size")``); ``parent`` and
+    ``option`` name the choice and the option it sits under (None at the top level)."""
+
+    path: str  # the key decisions use
+    choice: Choice
+    loc: tuple
+    parent: str | None = None
+    option: str | None = None
+
+    @property
+    def field(self) -> str | int | None:
+        return self.loc[-1] if self.loc else None
+
+
+def iter_sites(node, path: str = "", loc: tuple = (), parent: str | None = None,
+               option: str | None = None) -> Iterator[ChoiceSite]:
     """Every choice in the template, pre-order, including those inside every option of a choice."""
     if isinstance(node, Choice):
-        yield path, node
-        for label, option in zip(node.labels, node.options):
-            yield from iter_choices(option, f"{path}@{label}")
+        yield ChoiceSite(path, node, loc, parent, option)
+        for label, opt in zip(node.labels, node.options):
+            yield from iter_sites(opt, f"{path}@{label}", loc, path, label)
         return
     for suffix, child in _children(node):
-        yield from iter_choices(child, _join(path, suffix))
+        key = suffix[1:] if suffix.startswith(".") else int(suffix[1:-1])
+        yield from iter_sites(child, _join(path, suffix), loc + (key,), parent, option)
+
+
+def iter_choices(node) -> Iterator[tuple[str, Choice]]:
+    """Every (path, choice) of the template, in walk order."""
+    return ((site.path, site.choice) for site in iter_sites(node))
 
 
 def count(node) -> int:

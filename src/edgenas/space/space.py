@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from ..spec import Arch, SpecError, count as count_arch, parse_arch
 from . import choice as walk
-from .choice import Choice
+from .choice import Choice, ChoiceSite
 
-BLOCK = re.compile(r"stages\[(\d+)\]\.blocks\[(\d+)\]")  # a block position's path
-
-
-def failing_block(err: Exception) -> str | None:
-    """The block position a validation error names (``stages[2].blocks[1]``), if it names one."""
-    m = BLOCK.match(str(err))
-    return m.group(0) if m else None
+# Where a decision does not make a valid arch, ``repair(block, decision)`` proposes another decision: ``block``
+# is the searched block position the error names (None when it names none); None gives up.
+Repair = Callable[[str | None, dict], dict | None]
 
 
 # Training settings that ride along in an Arch but are not architecture: a zoo model is a point of a space
@@ -32,10 +27,22 @@ class SearchSpace:
     name: str
     template: Arch  # built with model_construct, with Choice objects at the searched fields
     description: str = ""
+    _sites: dict = field(default=None, init=False, repr=False, compare=False)
     _paths: dict = field(default=None, init=False, repr=False, compare=False)
+    _positions: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "_paths", dict(walk.iter_choices(self.template)))
+        sites = {site.path: site for site in walk.iter_sites(self.template)}
+        # Searched block positions, found by walking the stages: {("stages", s, "blocks", i): path}.
+        positions = {}
+        for s, stage in enumerate(self.template.stages):
+            for i, block in enumerate(stage.blocks):
+                if isinstance(block, Choice):
+                    loc = ("stages", s, "blocks", i)
+                    positions[loc] = next(p for p, site in sites.items() if site.parent is None and site.loc == loc)
+        object.__setattr__(self, "_sites", sites)
+        object.__setattr__(self, "_paths", {p: site.choice for p, site in sites.items()})
+        object.__setattr__(self, "_positions", positions)
 
     def choices(self) -> list[tuple[str, Choice]]:
         """Every (path, Choice), in the one deterministic walk order; nested choices follow their parent."""
@@ -57,15 +64,34 @@ class SearchSpace:
             data["name"] = self.name
         return parse_arch(data)
 
+    def is_valid(self, decision: Mapping[str, Any]) -> bool:
+        try:
+            self.fix(decision)
+            return True
+        except SpecError:
+            return False
+
+    def fix_repairing(self, decision: dict, repair: Repair, max_tries: int = 100) -> tuple[Arch, dict]:
+        """(arch, decision) of the first valid decision reached from ``decision`` by ``repair``: where a block
+        position comes out invalid (a group size that does not divide its expanded channels, say), ``repair``
+        gets that position and proposes another decision. The one loop every "redraw the block that broke"
+        caller shares (sampling, the most likely point, warm-up variants, covering sets)."""
+        for _ in range(max_tries):
+            try:
+                return self.fix(decision), decision
+            except SpecError as err:
+                proposal = repair(self.failing_block(err), decision)
+                if proposal is None:
+                    raise
+                decision = proposal
+        raise SpecError(f"space {self.name!r}: no valid point after {max_tries} repairs")
+
     def sample(self, rng: np.random.Generator, max_tries: int = 1000) -> dict[str, Any]:
         """A uniformly drawn *valid* decision (rejecting invalid points, at most ``max_tries`` draws)."""
         for _ in range(max_tries):
             decision = walk.sample(self.template, rng)
-            try:
-                self.fix(decision)
-            except SpecError:
-                continue
-            return decision
+            if self.is_valid(decision):
+                return decision
         raise RuntimeError(f"space {self.name!r}: no valid point in {max_tries} draws")
 
     def sample_arch(self, rng: np.random.Generator) -> Arch:
@@ -83,18 +109,48 @@ class SearchSpace:
         return {"name": self.name, "description": self.description, "size": self.size(),
                 "template": walk.dump(self.template)}
 
+    # --- structure: found by walking the template, never by parsing paths -------------------------------
     def block_paths(self) -> list[str]:
-        """The searchable block positions, in network order."""
-        return [p for p in self._paths if BLOCK.fullmatch(p)]
+        """The searched block positions, in network order."""
+        return list(self._positions.values())
+
+    def failing_block(self, err: Exception) -> str | None:
+        """The searched block position a validation error points into (from ``SpecError.loc``), if any."""
+        loc = getattr(err, "loc", ())
+        return self._positions.get(tuple(loc[:4]))
+
+    def owner(self, path: str) -> str | None:
+        """The searched block position a choice belongs to: itself, or the position whose option holds it."""
+        site = self._sites[path]
+        while site.parent is not None:
+            site = self._sites[site.parent]
+        return site.path if site.loc in self._positions else None
+
+    def own_choices(self, block: str) -> list[str]:
+        """A block position's own choices: its op and the choices nested under its ops, in walk order."""
+        return [p for p in self._sites if self.owner(p) == block]
+
+    def width_choices(self) -> list[str]:
+        """Choices that set a width (output or head channels, or an expansion ratio)."""
+        widths = ("out_channels", "conv_channels", "expand_ratio")
+        return [p for p, site in self._sites.items() if site.field in widths]
+
+    def active_paths(self, decision: Mapping[str, Any], paths: list[str] | None = None) -> list[str]:
+        """The choices (of ``paths``, default all) that shape the point: a choice nested in an option counts
+        only when its parent choice picked that option."""
+        def active(site: ChoiceSite) -> bool:
+            return site.parent is None or (str(decision.get(site.parent)) == site.option
+                                           and active(self._sites[site.parent]))
+        return [p for p in (self._sites if paths is None else paths) if active(self._sites[p])]
 
     def block_options(self, block: str) -> list[dict[str, Any]]:
         """Every distinct assignment of one block position's own choices (its op and the choices nested under
         that op), e.g. 17 for an edgetpu-v2-224 position with skip."""
-        own = [(p, c) for p, c in self._paths.items() if p == block or p.startswith(block + "@")]
+        own = [(p, self._sites[p].choice) for p in self.own_choices(block)]
         seen, out = set(), []
         for combo in itertools.product(*(range(len(c.options)) for _, c in own)):
             picked = {p: c.value(i) for (p, c), i in zip(own, combo)}
-            key = tuple((p, str(picked[p])) for p in active_paths(picked, list(picked)))
+            key = tuple((p, str(picked[p])) for p in self.active_paths(picked, list(picked)))
             if key not in seen:
                 seen.add(key)
                 out.append(picked)
@@ -106,47 +162,39 @@ class SearchSpace:
         every stem and head choice with the last stage's channels. Assumes, as the named spaces do, that a
         block's layers depend only on its own choices and those channel counts (strides are fixed). Latency
         tables are filled from these."""
+        top = {site.loc: p for p, site in self._sites.items() if site.parent is None}
         base = {p: c.value(0) for p, c in self._paths.items()}
-        width = {int(m.group(1)): p for p in self._paths if (m := re.fullmatch(r"stages\[(\d+)\]\.out_channels", p))}
-        options = lambda path: self._paths[path].options if path in self._paths else (None,)  # noqa: E731
+        width = {s: top.get(("stages", s, "out_channels")) for s in range(len(self.template.stages))}
+        width[-1] = top.get(("stem", "out_channels"))
+        options = lambda path: self._paths[path].options if path else (None,)  # noqa: E731
         trials = []
-        for s in sorted(set(width) | {int(BLOCK.match(p).group(1)) for p in self.block_paths()}):
-            before, after = width.get(s - 1, "stem.out_channels"), width.get(s, "")
-            combos = [self.block_options(b) for b in self.block_paths() if BLOCK.match(b).group(1) == str(s)]
+        for s in range(len(self.template.stages)):
+            before, after = width[s - 1], width[s]
+            combos = [self.block_options(b) for loc, b in self._positions.items() if loc[1] == s]
+            if not combos and after is None:
+                continue
             for cin, cout in itertools.product(options(before), options(after)):
                 for j in range(max((len(c) for c in combos), default=1)):
-                    d = {**base, **{k: v for k, v in ((before, cin), (after, cout)) if k in self._paths}}
+                    d = {**base, **{k: v for k, v in ((before, cin), (after, cout)) if k}}
                     for c in combos:
                         d.update(c[j % len(c)])
                     trials.append(d)
-        ends = [p for p in self._paths if p.startswith(("stem.", "head."))] + ([width[max(width)]] if width else [])
+        last = [width[s] for s in range(len(self.template.stages)) if width[s]][-1:]
+        ends = [p for loc, p in top.items() if loc[0] in ("stem", "head")] + last
         trials += [{**base, **dict(zip(ends, values))}
                    for values in itertools.product(*(self._paths[p].options for p in ends))]
+
+        def first_option(block: str | None, d: dict) -> dict | None:  # an option that does not fit here
+            first = self.block_options(block)[0] if block else None
+            return None if first is None or d == {**d, **first} else {**d, **first}
+
         for d in trials:
-            for _ in self.block_paths():  # a block option that does not fit here falls back to the block's first
-                try:
-                    self.fix(d)
-                    yield d
-                    break
-                except SpecError as err:
-                    block = failing_block(err)
-                    first = self.block_options(block)[0] if block else None
-                    if first is None or d == {**d, **first}:
-                        break
-                    d = {**d, **first}
+            try:
+                yield self.fix_repairing(d, first_option, len(self._positions) + 1)[1]
+            except SpecError:
+                continue
 
     def macs_range(self, rng: np.random.Generator, samples: int = 256) -> tuple[int, int]:
         """Smallest and largest MACs over ``samples`` valid points drawn with ``rng``."""
         macs = [count_arch(self.sample_arch(rng)).macs for _ in range(samples)]
         return min(macs), max(macs)
-
-
-def active_paths(decision: Mapping[str, Any], paths: list[str]) -> list[str]:
-    """The choices that shape the point: a choice nested in an option (``p@label.field``) counts only when
-    its parent choice picked that option."""
-    def active(path: str) -> bool:
-        if "@" not in path:
-            return True
-        parent, rest = path.rsplit("@", 1)
-        return active(parent) and str(decision.get(parent)) == rest.split(".", 1)[0]
-    return [p for p in paths if active(p)]

@@ -12,6 +12,7 @@ three downsamplings instead of five.
 
 from __future__ import annotations
 
+from ..data.shape import FASHION_MNIST
 from ..spec import GCIBN, IBN, Arch, FusedIBN, Head, Preprocess, Skip, Stage, Stem
 from .choice import Choice
 from .space import SearchSpace
@@ -80,7 +81,7 @@ def small_28() -> SearchSpace:
             (2, 2, (128, 160, 192)),
         ),
         head=(512, 768, 1024), num_classes=10,
-        preprocess=Preprocess(mean=(0.2860,), std=(0.3530,), crop_pct=1.0),  # Fashion-MNIST training-set stats
+        preprocess=FASHION_MNIST.preprocess,
     )
     return SearchSpace("small-28", template, "Same block choices for 28-64 px single-channel inputs, 10 classes")
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..io import write_atomic
 from .blocks import Act, Block, KernelSize, Spec, Stride
-from .errors import SpecError, from_validation_error
+from .errors import SpecError, format_loc, from_validation_error
 
 SCHEMA_VERSION = 1
 Channels = Annotated[int, Field(gt=0, le=8192)]
@@ -62,6 +62,24 @@ class Preprocess(Spec):
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
 
 
+class BlockSite(NamedTuple):
+    """One block in its place: stage, index within the stage, and the channels it maps."""
+
+    stage: int
+    index: int
+    in_channels: int
+    out_channels: int
+    block: Block
+
+    @property
+    def loc(self) -> tuple:
+        return ("stages", self.stage, "blocks", self.index)
+
+    @property
+    def path(self) -> str:
+        return format_loc(self.loc)
+
+
 class Arch(Spec):
     schema_version: int = SCHEMA_VERSION
     name: str = ""
@@ -78,27 +96,28 @@ class Arch(Spec):
     @classmethod
     def _known_version(cls, data):
         if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise ValueError(f"schema_version: {data['schema_version']!r} is not supported "
-                             f"(this edgenas reads {SCHEMA_VERSION})")
+            raise SpecError(f"schema_version: {data['schema_version']!r} is not supported "
+                            f"(this edgenas reads {SCHEMA_VERSION})", loc=("schema_version",))
         return data
 
     @model_validator(mode="after")
     def _channels_fit(self):
         if len(self.preprocess.mean) != self.in_channels or len(self.preprocess.std) != self.in_channels:
-            raise ValueError(f"preprocess: mean and std need {self.in_channels} values, one per input channel")
-        for path, cin, cout, block in self.blocks():
-            problems = block.check(cin, cout)
+            raise SpecError(f"preprocess: mean and std need {self.in_channels} values, one per input channel",
+                            loc=("preprocess",))
+        for site in self.blocks():
+            problems = site.block.check(site.in_channels, site.out_channels)
             if problems:
                 field, msg = problems[0]
-                raise ValueError(f"{path}.{field}: {msg}")
+                raise SpecError(f"{site.path}.{field}: {msg}", loc=(*site.loc, field))
         return self
 
     def blocks(self):
-        """Yield ``(path, in_channels, out_channels, block)`` for every block, in order."""
+        """Yield a ``BlockSite`` for every block, in network order."""
         cin = self.stem.out_channels
         for i, stage in enumerate(self.stages):
             for j, block in enumerate(stage.blocks):
-                yield f"stages[{i}].blocks[{j}]", cin, stage.out_channels, block
+                yield BlockSite(i, j, cin, stage.out_channels, block)
                 cin = stage.out_channels
 
     @property

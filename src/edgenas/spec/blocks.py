@@ -46,8 +46,9 @@ class Spec(BaseModel):
 
 
 def conv(path, cin, cout, size, k=1, stride=1, dilation=1, groups=1, act="none", bias=False, norm=True):
-    return Layer(path, "conv", cin, cout, size, conv_out(size, stride), k, stride, dilation, groups, bias, norm,
-                 str(act))
+    return Layer(path=path, op="conv", in_channels=cin, out_channels=cout, in_size=size,
+                 out_size=conv_out(size, stride), kernel_size=k, stride=stride, dilation=dilation, groups=groups,
+                 bias=bias, norm=norm, act=str(act))
 
 
 def squeeze_excite(path: str, channels: int, size: tuple[int, int], ratio: float) -> list[Layer]:
@@ -55,10 +56,12 @@ def squeeze_excite(path: str, channels: int, size: tuple[int, int], ratio: float
     sq = make_divisible(channels * ratio, 8)
     one = (1, 1)
     return [
-        Layer(f"{path}.pool", "pool", channels, channels, size, one),
+        Layer(path=f"{path}.pool", op="pool", in_channels=channels, out_channels=channels, in_size=size,
+              out_size=one),
         conv(f"{path}.reduce", channels, sq, one, act="relu", bias=True, norm=False),
         conv(f"{path}.expand", sq, channels, one, act="hsigmoid", bias=True, norm=False),
-        Layer(f"{path}.scale", "mul", channels, channels, size, size),
+        Layer(path=f"{path}.scale", op="mul", in_channels=channels, out_channels=channels, in_size=size,
+              out_size=size),
     ]
 
 
@@ -86,7 +89,8 @@ class _Residual(BlockBase):
     def _with_add(self, path, cin, cout, layers):
         if self.has_residual(cin, cout):
             end = layers[-1]
-            layers.append(Layer(f"{path}.add", "add", cout, cout, end.out_size, end.out_size))
+            layers.append(Layer(path=f"{path}.add", op="add", in_channels=cout, out_channels=cout,
+                                in_size=end.out_size, out_size=end.out_size))
         return layers
 
 

@@ -4,36 +4,56 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-# Discriminated-union tags that pydantic inserts into error locations (stages.2.blocks.1.gc_ibn.group_size):
-# they name the variant, not a field, so the path a user reads leaves them out.
-_UNION_TAGS = {"ibn", "fused_ibn", "gc_ibn", "grouped_ibn", "skip", "conv", "sep_conv"}
+from .blocks import BLOCK_TYPES
 
 
 class SpecError(ValueError):
-    """An architecture or search-space spec is invalid. ``str(err)`` is one line: ``path: problem``."""
+    """An architecture or search-space spec is invalid. ``str(err)`` is one line: ``path: problem``.
+
+    ``loc`` is the same place as data (``("stages", 2, "blocks", 1, "group_size")``) when the error has one, so
+    code that reacts to where a spec broke (a search redrawing that block) never parses the message."""
+
+    def __init__(self, message: str, loc: tuple = ()):
+        super().__init__(message)
+        self.loc = tuple(loc)
+
+
+def _plain_loc(loc: tuple) -> tuple:
+    """A pydantic location without the discriminated-union tags (``stages.2.blocks.1.gc_ibn.group_size``) and
+    validator-step names it inserts: they name a variant or a function, not a field a user can find."""
+    out = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and part in BLOCK_TYPES and i > 0 and isinstance(loc[i - 1], int):
+            continue
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        out.append(part)
+    return tuple(out)
 
 
 def format_loc(loc: tuple) -> str:
-    """Turn a pydantic location tuple into ``stages[2].blocks[1].group_size``."""
+    """Turn a location tuple into ``stages[2].blocks[1].group_size``."""
     out = ""
-    for i, part in enumerate(loc):
+    for part in _plain_loc(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _UNION_TAGS and i > 0 and isinstance(loc[i - 1], int):
-            continue
-        elif part.startswith("function-"):  # pydantic's name for a validator step, not a field
-            continue
         else:
             out += f".{part}" if out else part
     return out
 
 
 def from_validation_error(err: ValidationError, root: str = "") -> SpecError:
-    """Collapse a pydantic ``ValidationError`` into a one-line ``SpecError``."""
-    lines = []
+    """Collapse a pydantic ``ValidationError`` into a one-line ``SpecError`` (``loc``: its first error's)."""
+    lines, locs = [], []
     for e in err.errors(include_url=False):
         msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        path = format_loc(tuple(e["loc"]))
+        loc = _plain_loc(tuple(e["loc"]))
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecError):  # a cross-field check: its message already names its own path
+            msg, loc = str(cause), loc + cause.loc
+            path = ""
+        else:
+            path = format_loc(loc)
         if root:
             path = f"{root}.{path}" if path else root
         if e["type"] == "missing":
@@ -41,10 +61,10 @@ def from_validation_error(err: ValidationError, root: str = "") -> SpecError:
         elif e["type"] == "extra_forbidden":
             msg = "is not a known field"
         elif e["type"] == "union_tag_invalid":
-            msg = f"unknown block type {e['input'].get('type')!r} (known: {', '.join(sorted(_UNION_TAGS))})"
+            msg = f"unknown block type {e['input'].get('type')!r} (known: {', '.join(sorted(BLOCK_TYPES))})"
         elif e["type"] == "union_tag_not_found":
             msg = "a block needs a 'type' field"
-        # Cross-field checks raise at the model's root with their own path already in the message.
         lines.append(f"{path}: {msg}" if path else msg)
+        locs.append(loc)
     more = f" (and {len(lines) - 1} more: {'; '.join(lines[1:3])})" if len(lines) > 1 else ""
-    return SpecError(lines[0] + more)
+    return SpecError(lines[0] + more, loc=locs[0])

@@ -8,14 +8,25 @@ and linear layers only, which is what ``torch.utils.flop_counter`` counts (as FL
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-OPS = ("conv", "linear", "pool", "mul", "add")
+
+class Op(StrEnum):
+    """The closed set of primitive layers; a StrEnum, so ``layer.op == "conv"`` and JSON keys stay plain."""
+
+    CONV = "conv"
+    LINEAR = "linear"
+    POOL = "pool"  # global average pool
+    MUL = "mul"  # elementwise, with broadcasting (squeeze-and-excite's scale)
+    ADD = "add"  # elementwise (residuals)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Layer:
+    """Built by keyword only: thirteen fields read positionally are a bug waiting for a reordering."""
+
     path: str
-    op: str  # one of OPS
+    op: Op
     in_channels: int
     out_channels: int
     in_size: tuple[int, int]
@@ -27,6 +38,9 @@ class Layer:
     bias: bool = False
     norm: bool = False  # a BatchNorm follows (folded away at inference)
     act: str = "none"
+
+    def __post_init__(self):
+        object.__setattr__(self, "op", Op(self.op))  # a typo'd op fails here, not in a latency table
 
     @property
     def params(self) -> int:

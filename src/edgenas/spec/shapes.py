@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .arch import Arch
-from .blocks import BlockBase
-from .layer import Layer, conv_out
+from .blocks import BlockBase, conv
+from .layer import Layer
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,15 @@ def block_plan(arch: Arch, output_stride: int | None = None) -> list[PlannedBloc
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
     reduction, dilation, plan = arch.stem.stride, 1, []
     total = arch.num_blocks
-    for n, (path, cin, cout, block) in enumerate(arch.blocks()):
+    for n, site in enumerate(arch.blocks()):
+        block = site.block
         stride, block_dilation = block.stride, dilation
         if output_stride is not None and reduction * stride > output_stride:
             # As in timm's builder: this block keeps the old dilation, later ones use the multiplied one.
             dilation, stride = dilation * stride, 1
         reduction *= stride
-        stage, index = (int(p.split("[")[1].rstrip("]")) for p in path.split("."))
-        plan.append(PlannedBlock(path, stage, index, cin, cout, block, stride, block_dilation,
-                                 arch.drop_path_rate * n / total, reduction))
+        plan.append(PlannedBlock(site.path, site.stage, site.index, site.in_channels, site.out_channels, block,
+                                 stride, block_dilation, arch.drop_path_rate * n / total, reduction))
     return plan
 
 
@@ -77,8 +77,7 @@ def feature_levels(arch: Arch, output_stride: int | None = None) -> list[Feature
 def backbone_layers(arch: Arch, input_size: int | None = None, output_stride: int | None = None) -> list[Layer]:
     size = (input_size or arch.input_size,) * 2
     stem = arch.stem
-    layers = [Layer("stem", "conv", arch.in_channels, stem.out_channels, size, conv_out(size, stem.stride),
-                    stem.kernel_size, stem.stride, 1, 1, False, True, str(stem.act))]
+    layers = [conv("stem", arch.in_channels, stem.out_channels, size, stem.kernel_size, stem.stride, act=stem.act)]
     size = layers[-1].out_size
     for pb in block_plan(arch, output_stride):
         block_layers = pb.block.layers(pb.path, pb.in_channels, pb.out_channels, size, pb.stride, pb.dilation)
@@ -91,15 +90,19 @@ def backbone_layers(arch: Arch, input_size: int | None = None, output_stride: in
 def head_layers(arch: Arch, size: tuple[int, int]) -> list[Layer]:
     head, ch, out = arch.head, arch.out_channels, []
     if head.conv_channels:
-        out.append(Layer("head.conv", "conv", ch, head.conv_channels, size, size, norm=True, act=str(head.act)))
+        out.append(conv("head.conv", ch, head.conv_channels, size, act=head.act))
         ch = head.conv_channels
-    out.append(Layer("head.pool", "pool", ch, ch, size, (1, 1)))
+    out.append(Layer(path="head.pool", op="pool", in_channels=ch, out_channels=ch, in_size=size, out_size=(1, 1)))
     if head.hidden_channels:
-        out.append(Layer("head.hidden", "linear", ch, head.hidden_channels, (1, 1), (1, 1), bias=True,
-                         act=str(head.act)))
+        out.append(_linear("head.hidden", ch, head.hidden_channels, act=head.act))
         ch = head.hidden_channels
-    out.append(Layer("head.classifier", "linear", ch, head.num_classes, (1, 1), (1, 1), bias=True))
+    out.append(_linear("head.classifier", ch, head.num_classes))
     return out
+
+
+def _linear(path: str, cin: int, cout: int, act="none") -> Layer:
+    return Layer(path=path, op="linear", in_channels=cin, out_channels=cout, in_size=(1, 1), out_size=(1, 1),
+                 bias=True, act=str(act))
 
 
 def arch_layers(arch: Arch, input_size: int | None = None) -> list[Layer]:

@@ -23,6 +23,7 @@ from ..env import environment
 from ..eval.metrics import ClassificationMeter
 from ..nn import build_model
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .schedule import lr_factor
 from .setup import datasets, run_arch
 
 CHECKPOINT = "checkpoint.pt"
@@ -45,23 +46,20 @@ def shard(n: int, epoch: int, seed: int, rank: int, world: int, shuffle: bool) -
     return order[rank::world]
 
 
-def lr_factor(step: int, cfg: RunConfig, steps_per_epoch: int) -> float:
+def epoch_lr_factor(step: int, cfg: RunConfig, steps_per_epoch: int) -> float:
+    """``cfg.train``'s schedule (set in epochs) at ``step``."""
     t = cfg.train
-    epoch = step / steps_per_epoch
-    warmup = t.warmup_epochs
-    if warmup and epoch < warmup:
-        return (step + 1) / (warmup * steps_per_epoch)
-    if t.schedule == "cosine":
-        total = max(t.epochs - warmup, 1e-9)
-        return 0.5 * (1 + math.cos(math.pi * min((epoch - warmup) / total, 1.0)))
-    return t.decay_rate ** math.floor((epoch - warmup) / t.decay_epochs)  # Google's staircase decay
+    return lr_factor(step, t.epochs * steps_per_epoch, t.warmup_epochs * steps_per_epoch, schedule=t.schedule,
+                     decay_rate=t.decay_rate, decay_every=t.decay_epochs * steps_per_epoch)
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """``cfg.train``'s optimizer over ``model``: weight decay on conv and linear weights, none on BatchNorm
+    and biases (Google's and timm's practice; the supernet uses it too)."""
     t = cfg.train
     decay, no_decay = [], []
     for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN and biases
+        (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if t.optimizer == "rmsprop":
         return torch.optim.RMSprop(groups, lr=t.lr, alpha=t.rmsprop_decay, eps=t.rmsprop_eps, momentum=t.momentum)
@@ -115,7 +113,7 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
     ema = copy.deepcopy(model).eval() if t.ema_decay else None
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = max(1, math.ceil(len(shard(len(train_set), 0, 0, rank, world, False)) / t.batch_size))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: epoch_lr_factor(s, cfg, steps_per_epoch))
     start, history = 0, []
     if not resume and (out / CHECKPOINT).is_file():
         raise ValueError(f"{out}: already holds a run (checkpoint.pt); pass --resume to continue it or choose "

@@ -5,13 +5,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import RunConfig
+from ..config import DataConfig, RunConfig
 from ..data.datasets import ImageFolder, fashion_mnist
+from ..data.shape import FASHION_MNIST, DataShape
 from ..data.transforms import build_transform
 from ..models import get_arch
-from ..spec import Arch, Preprocess, SpecError, load_arch
+from ..spec import Arch, SpecError, load_arch
 
-FASHION_MNIST = Preprocess(mean=(0.2860,), std=(0.3530,), crop_pct=1.0)  # training-set statistics
+
+def data_shape(data: DataConfig) -> DataShape:
+    """What the configured dataset fixes in an arch (an ImageFolder: its class count, read from the folder)."""
+    if data.dataset == "fashion-mnist":
+        return FASHION_MNIST
+    return DataShape(num_classes=len(ImageFolder(Path(data.data_dir) / "train", None).classes))
+
+
+def adapt_arch(arch: Arch, shape: DataShape, *, input_size: int | None = None, num_classes: int | None = None,
+               stem_stride: int | None = None) -> Arch:
+    """``arch`` as trained on a dataset of ``shape``: its input channels, normalization and classes, at
+    ``input_size`` (default: the dataset's native size, else the arch's); ``stem_stride`` 1 keeps five
+    downsamplings from reducing a 28 px image to 1 px too early. The blocks are unchanged."""
+    changes = shape.arch_changes(input_size)
+    if stem_stride:
+        changes["stem"] = arch.stem.model_copy(update={"stride": stem_stride})
+    return arch.replace(**changes).with_classes(num_classes or shape.num_classes)
 
 
 def run_arch(cfg: RunConfig) -> Arch:
@@ -26,22 +43,14 @@ def run_arch(cfg: RunConfig) -> Arch:
     if m is None:
         raise SpecError("model: a training run needs model.name or model.arch")
     arch = get_arch(m.name) if m.name else load_arch(m.arch)
+    arch = adapt_arch(arch, data_shape(cfg.data), input_size=m.input_size, num_classes=m.num_classes,
+                      stem_stride=m.stem_stride)
     changes: dict = {}
-    if cfg.data.dataset == "fashion-mnist":
-        changes.update(in_channels=1, preprocess=FASHION_MNIST, input_size=m.input_size or 28)
-        classes = 10
-    else:
-        classes = len(ImageFolder(Path(cfg.data.data_dir) / "train", None).classes)
-        if m.input_size:
-            changes["input_size"] = m.input_size
-    if m.stem_stride:
-        changes["stem"] = arch.stem.model_copy(update={"stride": m.stem_stride})
     if cfg.train.drop_path_rate is not None:
         changes["drop_path_rate"] = cfg.train.drop_path_rate
     if cfg.train.bn_momentum is not None:
         changes["norm"] = arch.norm.model_copy(update={"momentum": cfg.train.bn_momentum})
-    arch = arch.replace(**changes) if changes else arch
-    return arch.with_classes(m.num_classes or classes)
+    return arch.replace(**changes) if changes else arch
 
 
 def dataset(cfg: RunConfig, arch: Arch, split: str):
