@@ -14,14 +14,12 @@ run of this script's own path on any machine.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-from edgenas.env import environment
+from edgenas.env import write_record
 from edgenas.models import create_model
 
 
@@ -90,13 +88,11 @@ def main() -> None:
     record = {"model": "mobilenet_edgetpu_v2_s", "input": 224, "batch": args.batch, "steps": args.steps,
               "bf16": not args.no_bf16, "channels_last": True, "images_per_s_runs": runs,
               "images_per_s_median": medians,
-              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "environment": environment(torch.get_num_threads())}
+              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
     if "timm" in medians:
         record["ratio_edgenas_over_timm"] = medians["edgenas"] / medians["timm"]
         print(f"edgenas / timm: {record['ratio_edgenas_over_timm']:.3f} (goal >= 0.97) on {record['device']}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(record, indent=1))
+    write_record(args.json, record, torch.get_num_threads())
 
 
 if __name__ == "__main__":

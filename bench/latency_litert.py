@@ -9,12 +9,11 @@ through the lookup table in --cache-dir.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from edgenas.env import environment
+from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.latency.check import check
 from edgenas.models import get_arch, list_models
@@ -52,10 +51,8 @@ def main() -> None:
     for name, s in summary.items():
         print(f"{name:10} {s['samples']:4d} {s['within_10pct'] * 100:8.1f}% {s['within_5pct'] * 100:7.1f}% "
               f"{s['rmse_ms']:8.3f} {s['kendall_tau']:6.3f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**result.to_dict(), "summary_by_set": summary, "zoo": list_models(),
-                                          "overhead": model.lut.overhead.model_dump(),
-                                          "environment": environment(1)}, indent=1))
+    write_record(args.out, {**result.to_dict(), "summary_by_set": summary, "zoo": list_models(),
+                            "overhead": model.lut.overhead.model_dump()}, threads=1)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,6 @@ for target in cpu-ort cpu-ort-int8; do
 done
 $BIN/edgenas latency check --target cpu-ort --space edgetpu-v2-224 --samples 100 --fit-samples 20 --seed 0 \
   --cache-dir "$CACHE" --out bench/results/latency_check_cpu-ort_edgetpu-v2-224.json
-$BIN/edgenas latency calibrate --target edgetpu --cache-dir "$CACHE" --json > bench/results/latency_calibration_edgetpu.json
+$BIN/python bench/calibrate_edgetpu.py --cache-dir "$CACHE" --out bench/results/latency_calibration_edgetpu.json
 $BIN/python bench/latency_claims.py --cache-dir "$CACHE" --out bench/results/latency_claims.json \
   --plot docs/latency_families.png

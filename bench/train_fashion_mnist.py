@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from edgenas.config import load_config
-from edgenas.env import environment
+from edgenas.env import write_record
+from edgenas.io import write_atomic
 from edgenas.train.loop import fit_classification
 
 
@@ -31,15 +32,13 @@ def main() -> None:
     t0 = time.time()
     record = fit_classification(cfg, resume=True)
     spent += time.time() - t0
-    timing.write_text(json.dumps({"seconds": spent}))
+    write_atomic(timing, json.dumps({"seconds": spent}))  # a torn file would lose the time spent so far
     history = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines()
                if '"val_top1"' in line]
     result = {"model": cfg.model.name, "input": "28x28x1, stride-1 stem", "epochs": cfg.train.epochs,
               "final": record, "best_val_top1": max(h["val_top1"] for h in history),
-              "wall_minutes": spent / 60, "config": cfg.model_dump(mode="json"),
-              "environment": environment(cfg.train.threads)}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
+              "wall_minutes": spent / 60, "config": cfg.model_dump(mode="json")}
+    write_record(args.json, result, cfg.train.threads)
     print(f"{cfg.model.name}: test top-1 {record['val_top1']:.2f}% after {cfg.train.epochs} epochs, "
           f"{spent / 60:.1f} min")
 
