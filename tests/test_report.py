@@ -126,3 +126,19 @@ def test_zoo_labels_do_not_overlap():
             assert not (a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]), (a, b)
     assert all(x == px + 8 for (x, _), (px, _) in zip(spots, points))  # right of its own point
     assert place_labels([(10.0, 100.0)], ["alone"]) == [(18.0, 100.0)]  # nothing in the way: not moved
+
+
+def test_report_of_a_broken_folder_is_one_line(tmp_path, capsys):
+    from edgenas.cli import main
+
+    (tmp_path / "result.json").write_text("{bad")
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "result.json: not valid JSON" in err
+    (tmp_path / "result.json").write_text("{}")
+    (tmp_path / "trace.jsonl").write_text("{}\n")
+    assert main(["report", str(tmp_path)]) == 1
+    assert "is not a search's record" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()

@@ -14,18 +14,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .io import write_atomic
+from .spec.arch import InputSize, NumClasses
+from .spec.datafile import parse_yaml, read_data
 from .spec.errors import SpecError, format_loc
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN would otherwise fail `gt=0` with the wrong reason, and infinity pass it (a run with lr=inf trains NaNs)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
     name: str | None = None  # a registered model ...
     arch: str | None = None  # ... or an arch file (.yaml/.json)
-    num_classes: int | None = None  # default: the dataset's
-    input_size: int | None = None  # train the same blocks at another resolution (e.g. 28 for Fashion-MNIST)
+    num_classes: NumClasses | None = None  # default: the dataset's
+    input_size: InputSize | None = None  # train the same blocks at another resolution (e.g. 28 for Fashion-MNIST)
     stem_stride: Literal[1, 2] | None = None  # e.g. 1 to keep 28 px inputs from collapsing too early
 
     @model_validator(mode="after")
@@ -45,7 +48,7 @@ class DataConfig(_Section):
     crop_scale: Annotated[float, Field(gt=0, le=1)] | None = None
     randaugment_ops: Annotated[int, Field(ge=1, le=6)] = 2
     randaugment_magnitude: Annotated[int, Field(ge=0, le=30)] = 9
-    workers: Annotated[int, Field(ge=0)] = 0
+    workers: Annotated[int, Field(ge=0, le=1024)] = 0  # one process each
     skip_corrupt: bool = False  # count and warn about unreadable images instead of failing
 
 
@@ -72,8 +75,10 @@ class TrainConfig(_Section):
     grad_clip: Annotated[float, Field(gt=0)] | None = None
     amp: Literal["none", "bf16"] = "none"  # bf16 autocast (GPU)
     channels_last: bool = False
-    seed: int = 0
-    threads: Annotated[int, Field(gt=0)] | None = None  # torch intra-op threads (None: torch's default)
+    # numpy's generators refuse negative seeds; the search seeds torch with seed x 7919 + epoch, in 64 bits
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    # torch intra-op threads (None: torch's default); torch 2.13 segfaults at exit after set_num_threads(10**6)
+    threads: Annotated[int, Field(gt=0, le=1024)] | None = None
     log_every: Annotated[int, Field(gt=0)] = 50
 
 
@@ -96,7 +101,7 @@ class SearchConfig(_Section):
     checkpoint_every: Annotated[int, Field(gt=0)] = 50
     # quality on a proxy task: the space adapted to the data (channels, classes) at this input size (null: the
     # space's own); latency is always predicted for the space's architecture at its deployment size
-    input_size: Annotated[int, Field(ge=16)] | None = None
+    input_size: Annotated[InputSize, Field(ge=16)] | None = None
     cache_dir: str | None = None  # simulated layers / lookup tables (null: ~/.cache/edgenas or $EDGENAS_CACHE)
     retrain_epochs: Annotated[int, Field(ge=0)] = 0  # then train the winner from scratch, evaluate, export ONNX
     # a finished search keeps the supernet's weights and optimizer in its checkpoint (GBs for edgetpu-v2-224);
@@ -144,24 +149,21 @@ def _set(data: dict, dotted: str) -> None:
         raise SpecError(f"--set {dotted}: expected key=value")
     key, value = dotted.split("=", 1)
     parts = key.strip().split(".")
+    if not all(parts):
+        raise SpecError(f"--set {dotted}: expected a dotted key such as train.lr before the =")
     node = data
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise SpecError(f"--set {key}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    node[parts[-1]] = parse_yaml(value, f"--set {key}") if value.strip() else None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
     """Defaults <- ``base`` <- the YAML file <- ``--set`` overrides, validated into a ``RunConfig``."""
     data: dict = json.loads(json.dumps(base or {}))
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except OSError as err:
-            raise SpecError(f"{path}: cannot read ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            raise SpecError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        loaded = read_data(path, "yaml") or {}
         if not isinstance(loaded, dict):
             raise SpecError(f"{path}: a config must be a mapping")
         _merge(data, loaded)

@@ -1,19 +1,65 @@
-"""``edgenas <command>``: each command turns its arguments into one library call. Nothing imports cli/."""
+"""``edgenas <command>``: each command turns its arguments into one library call. Nothing imports cli/.
+
+Every failure the user can cause (bad input, files, data, options) ends in one line on stderr,
+``edgenas: error: <what and where>``, and exit status 1 (2 for a malformed command line); anything else is a
+bug and keeps its traceback. ``--debug`` shows the traceback of user errors too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from ..data.fashion_mnist import DEFAULT_DIR, DataError
-from ..export import FORMATS, ExportError
-from ..latency import LatencyError
-from ..spec import SpecError
+from ..data.fashion_mnist import DEFAULT_DIR
+from ..errors import EdgenasError
+from ..export import FORMATS
+from ..spec.errors import one_line
 from . import commands, export, latency, search, train
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """argparse's usage errors as the same one line as every other error (not usage text plus a line)."""
+        self.exit(2, f"edgenas: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:  # else 0 or -1 would reach the commands, where `x or default` reads 0 as "unset"
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+_POSITIVE, _COUNT = _at_least(1), _at_least(0)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
+    return value
+
+
+def _fractions(text: str) -> str:
+    """Checks a comma-separated list and returns it as given: ``latency calibrate`` splits it itself."""
+    for part in text.split(","):
+        _fraction(part)
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgenas", description="Hardware-aware NAS for on-device vision.")
+    p = _Parser(prog="edgenas", description="Hardware-aware NAS for on-device vision.")
+    p.add_argument("--debug", action="store_true", help="show a traceback for every error (also accepted after "
+                                                         "the command)")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
     jsonp = argparse.ArgumentParser(add_help=False)
     jsonp.add_argument("--json", action="store_true", help="machine-readable output")
@@ -23,15 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--time-forward", action="store_true",
                    help="also time each model's eager forward pass on a batch of Fashion-MNIST test images")
     m.add_argument("--data-dir", default=DEFAULT_DIR, help="folder with the Fashion-MNIST IDX files")
-    m.add_argument("--batch", type=int, default=8)
-    m.add_argument("--runs", type=int, default=5, help="timed runs per model (median reported)")
-    m.add_argument("--threads", type=int, default=2)
+    m.add_argument("--batch", type=_POSITIVE, default=8)
+    m.add_argument("--runs", type=_POSITIVE, default=5, help="timed runs per model (median reported)")
+    m.add_argument("--threads", type=_POSITIVE, default=2)
     m.add_argument("--out", help="also write the report (with its environment) to this JSON file")
     m.set_defaults(func=commands.cmd_models)
 
     pr = sub.add_parser("profile", parents=[jsonp], help="per-layer shapes, params and MACs")
     pr.add_argument("ref", help="model name or arch file (.yaml/.json)")
-    pr.add_argument("--input-size", type=int)
+    pr.add_argument("--input-size", type=_POSITIVE)
     pr.set_defaults(func=commands.cmd_profile)
 
     a = sub.add_parser("arch", help="architecture files").add_subparsers(dest="arch_command", required=True)
@@ -47,10 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("space", help="search spaces").add_subparsers(dest="space_command", required=True)
     ss = s.add_parser("show", parents=[jsonp], help="choices, size and MACs range of a space")
     ss.add_argument("name")
-    ss.add_argument("--samples", type=int, default=256, help="points drawn for the MACs range")
-    ss.add_argument("--seed", type=int, default=0)
+    ss.add_argument("--samples", type=_POSITIVE, default=256, help="points drawn for the MACs range")
+    ss.add_argument("--seed", type=_COUNT, default=0)
     ss.add_argument("--target", help="also print the predicted latency range on this target (e.g. edgetpu)")
-    ss.add_argument("--target-samples", type=int, default=32, help="points drawn for the latency range")
+    ss.add_argument("--target-samples", type=_POSITIVE, default=32, help="points drawn for the latency range")
     ss.add_argument("--cache-dir", help="latency cache (default ~/.cache/edgenas or $EDGENAS_CACHE)")
     ss.set_defaults(func=commands.cmd_space_show)
     _latency_parsers(sub, jsonp)
@@ -101,8 +147,8 @@ def _train_parsers(sub, jsonp) -> None:
     x.add_argument("--gc-mode", choices=("native", "split"), default="native",
                    help="GC-IBN convs as native grouped convs or slice -> conv -> concat")
     x.add_argument("--ema", action="store_true", help="export the EMA weights")
-    x.add_argument("--check-images", type=int, default=1000, help="test images for the parity check")
-    x.add_argument("--calibration-images", type=int, default=256, help="training images for int8 ranges")
+    x.add_argument("--check-images", type=_POSITIVE, default=1000, help="test images for the parity check")
+    x.add_argument("--calibration-images", type=_COUNT, default=256, help="training images for int8 ranges")
     x.add_argument("--data-dir")
     x.set_defaults(func=export.cmd_export)
 
@@ -117,23 +163,24 @@ def _latency_parsers(sub, jsonp) -> None:
     lat = sub.add_parser("latency", parents=[jsonp, common], help="predicted latency of a model or arch file; "
                          "also `latency calibrate` and `latency check`")
     lat.add_argument("ref", help="model name or arch file")
-    lat.add_argument("--input-size", type=int)
+    lat.add_argument("--input-size", type=_POSITIVE)
     lat.add_argument("--lut", help="a lookup table file (e.g. from `lut import`) instead of the cache's")
     lat.set_defaults(func=latency.cmd_latency)
 
     # `latency calibrate` and `latency check` are rewritten to these names by main(); given no help=, argparse
     # leaves them out of the command list, where `latency` already mentions them.
     cal = sub.add_parser("latency-calibrate", parents=[jsonp, common], prog="edgenas latency calibrate")
-    cal.add_argument("--dw-packing", type=float, default=None, help="depthwise packing (default: the model's)")
-    cal.add_argument("--sweep", default="0,0.25,0.5,0.75,0.8,0.9,1", help="comma-separated packings to compare")
+    cal.add_argument("--dw-packing", type=_fraction, default=None, help="depthwise packing (default: the model's)")
+    cal.add_argument("--sweep", type=_fractions, default="0,0.25,0.5,0.75,0.8,0.9,1",
+                     help="comma-separated packings to compare")
     cal.set_defaults(func=latency.cmd_calibrate)
 
     chk = sub.add_parser("latency-check", parents=[jsonp, common], prog="edgenas latency check")
     chk.add_argument("--space", required=True)
-    chk.add_argument("--samples", type=int, default=100)
-    chk.add_argument("--fit-samples", type=int, default=20, help="other archs the overhead is fitted on")
-    chk.add_argument("--seed", type=int, default=0)
-    chk.add_argument("--threads", type=int, default=1)
+    chk.add_argument("--samples", type=_POSITIVE, default=100)
+    chk.add_argument("--fit-samples", type=_COUNT, default=20, help="other archs the overhead is fitted on")
+    chk.add_argument("--seed", type=_COUNT, default=0)
+    chk.add_argument("--threads", type=_POSITIVE, default=1)
     chk.add_argument("--out", help="also write every prediction and measurement to this JSON file")
     chk.set_defaults(func=latency.cmd_check)
 
@@ -141,20 +188,20 @@ def _latency_parsers(sub, jsonp) -> None:
     build = lut.add_parser("build", parents=[common], help="measure (simulate, for edgetpu) a space's layers into "
                            "a table ahead of time")
     build.add_argument("--space", required=True)
-    build.add_argument("--samples", type=int, default=50, help="architectures whose layers are measured")
+    build.add_argument("--samples", type=_POSITIVE, default=50, help="architectures whose layers are measured")
     build.add_argument("--all", action="store_true", help="every distinct layer of the space (SearchSpace.covering)")
     build.add_argument("--zoo", action="store_true", help="and every classification model of the zoo")
-    build.add_argument("--fit-samples", type=int, default=20, help="whole models the overhead is fitted on")
-    build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--threads", type=int, default=1)
+    build.add_argument("--fit-samples", type=_COUNT, default=20, help="whole models the overhead is fitted on")
+    build.add_argument("--seed", type=_COUNT, default=0)
+    build.add_argument("--threads", type=_POSITIVE, default=1)
     build.set_defaults(func=latency.cmd_lut_build)
 
     kit = lut.add_parser("kit", help="one .tflite per distinct layer and an adb script, for your own phone")
     kit.add_argument("--space", required=True)
     kit.add_argument("--out", required=True)
-    kit.add_argument("--samples", type=int, default=10, help="architectures whose layers go in the kit")
-    kit.add_argument("--fit-samples", type=int, default=5, help="of those, whole models to fit the overhead on")
-    kit.add_argument("--seed", type=int, default=0)
+    kit.add_argument("--samples", type=_POSITIVE, default=10, help="architectures whose layers go in the kit")
+    kit.add_argument("--fit-samples", type=_COUNT, default=5, help="of those, whole models to fit the overhead on")
+    kit.add_argument("--seed", type=_COUNT, default=0)
     kit.set_defaults(func=latency.cmd_lut_kit)
 
     imp = lut.add_parser("import", help="turn a kit's device results into a lookup table")
@@ -167,21 +214,48 @@ def _latency_parsers(sub, jsonp) -> None:
 _SPLIT = {("latency", "calibrate"): "latency-calibrate", ("latency", "check"): "latency-check"}
 
 
+def user_error(err: BaseException) -> str | None:
+    """The one line for an error the user caused and can fix; None for a bug (which keeps its traceback)."""
+    if isinstance(err, EdgenasError):
+        return str(err)
+    if isinstance(err, UnicodeDecodeError):  # a reader that did not name its file; better than a traceback
+        return f"a file is not UTF-8 text ({err.reason} at byte {err.start}); is it a binary file?"
+    if isinstance(err, OSError) and not isinstance(err, BrokenPipeError):  # missing, a folder, no permission...
+        if err.filename is None:
+            return str(err)  # raised with a message of its own (`FileNotFoundError(f"{path}: no such ...")`)
+        other = f" -> {err.filename2}" if err.filename2 is not None else ""
+        why = err.strerror or str(err)
+        if isinstance(err, FileExistsError) and os.path.isfile(err.filename):  # `--out` names a file, not a folder
+            why = "already exists as a file"
+        return f"{err.filename}{other}: {why}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # a global flag, but users add it at the end of a command line
     if len(argv) >= 2 and tuple(argv[:2]) in _SPLIT:  # `latency calibrate|check` beside `latency NAME`
         argv = [_SPLIT[tuple(argv[:2])], *argv[2:]]
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already reported on one line
+        return done.code if isinstance(done.code, int) else 1
     try:
         return args.func(args)
-    except (SpecError, DataError, LatencyError, ExportError, FileNotFoundError, ValueError) as err:
-        print(f"edgenas: error: {err}", file=sys.stderr)
-        return 1
-    except KeyError as err:
-        print(f"edgenas: error: {err.args[0]}", file=sys.stderr)
-        return 1
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("edgenas: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        message = user_error(err)
+        if message is None or debug:
+            raise
+        print(f"edgenas: error: {one_line(message)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,16 +6,19 @@ from .output import emit_json
 
 
 def cmd_export(args) -> int:
-    from ..export import export
+    from ..export import ExportError, export
     from ..export.api import parity_data
+    from ..io import writable
     from ..train.setup import load_trained
 
+    if args.format.endswith("int8") and args.calibration_images < 1:
+        raise ExportError(f"--calibration-images {args.calibration_images}: {args.format} needs at least one "
+                          "training image for its int8 ranges")
+    out = writable(args.out or str(args.checkpoint).rsplit(".", 1)[0] + {
+        "onnx": ".onnx", "onnx-int8": ".int8.onnx", "tflite": ".tflite", "tflite-int8": ".int8.tflite"}[args.format])
     cfg, arch, model = load_trained(args.checkpoint, ema=args.ema, gc_mode=args.gc_mode,
                                     overrides=[f"data.data_dir={args.data_dir}"] if args.data_dir else [])
     images, labels, calib = parity_data(cfg, arch, args.check_images, args.calibration_images)
-    out = args.out or str(args.checkpoint).rsplit(".", 1)[0] + {"onnx": ".onnx", "onnx-int8": ".int8.onnx",
-                                                                "tflite": ".tflite",
-                                                                "tflite-int8": ".int8.tflite"}[args.format]
     report = export(model, args.format, out, images, labels, calib)
     if args.json:
         emit_json(report.to_dict())

@@ -124,7 +124,6 @@ def cmd_lut_build(args) -> int:
         for layer in model.layers_of(arch):
             model.entry(layer)
         print(f"\r[{i + 1}/{len(archs)}] {len(model.lut.entries)} entries", end="", file=sys.stderr, flush=True)
-        model.save()
     print(file=sys.stderr)
     overhead = model.fit_overhead([space.sample_arch(rng) for _ in range(args.fit_samples)])
     print(f"{model.lut_path}: {len(model.lut.entries)} entries ({model.measured} measured now); end-to-end = "

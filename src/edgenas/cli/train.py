@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from .output import emit_json, table
 
 
@@ -41,21 +39,24 @@ def cmd_eval(args) -> int:
     import torch
 
     from ..config import load_config
+    from ..errors import EdgenasError
     from ..train.loop import evaluate
     from ..train.setup import dataset, load_trained
 
+    timm = bool(args.model or args.weights)
+    if bool(args.checkpoint) == timm or (timm and not (args.model and args.weights)):
+        raise EdgenasError("give a checkpoint, or --model NAME --weights FILE (one of the two)")
     if args.checkpoint:
         cfg, arch, model = load_trained(args.checkpoint, ema=args.ema, overrides=args.set or [])
-    elif args.model and args.weights:
+    else:
         from ..models.timm_weights import from_timm
 
+        if args.ema:
+            raise EdgenasError("--ema: timm weights are one set of weights; --ema applies to a checkpoint")
         model = from_timm(args.model, args.weights)
         arch = model.arch
         cfg = load_config(base={"model": {"name": args.model}, "data": {"dataset": "imagefolder"},
                                 "train": {"batch_size": 32}}, overrides=args.set or [])
-    else:
-        print("edgenas: error: give a checkpoint, or --model NAME --weights FILE", file=sys.stderr)
-        return 1
     if args.data_dir:
         cfg = load_config(base=cfg.model_dump(mode="json"), overrides=[f"data.data_dir={args.data_dir}"])
     val_set = dataset(cfg, arch, "val")

@@ -33,13 +33,17 @@ class _Seeded(torch.utils.data.Dataset):
 class ArrayDataset(_Seeded):
     """Grayscale uint8 images (N, H, W) and labels; Fashion-MNIST's form."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform, seed: int = 0, classes=None):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform, seed: int = 0, classes=None,
+                 source: str = "arrays"):
         super().__init__(transform, seed)
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.source = images, labels, source
         self.classes = list(classes) if classes is not None else [str(c) for c in sorted(set(labels.tolist()))]
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def label_range(self) -> tuple[int, int]:
+        return int(self.labels.min()), int(self.labels.max())
 
     def __getitem__(self, index: int):
         img = Image.fromarray(self.images[index], mode="L")
@@ -52,7 +56,7 @@ def fashion_mnist(split: str, data_dir, transform, seed: int = 0, subset: int | 
     images, labels = load_fashion_mnist(split, data_dir)
     if subset:
         images, labels = images[:subset], labels[:subset]
-    return ArrayDataset(images, labels, transform, seed, CLASSES)
+    return ArrayDataset(images, labels, transform, seed, CLASSES, source=f"{data_dir} (Fashion-MNIST {split})")
 
 
 class ImageFolder(_Seeded):
@@ -61,7 +65,7 @@ class ImageFolder(_Seeded):
     def __init__(self, root, transform, seed: int = 0, skip_corrupt: bool = False, subset: int | None = None,
                  channels: int = 3):
         super().__init__(transform, seed)
-        root = Path(root)
+        root = self.source = Path(root)
         if not root.is_dir():
             raise DataError(f"{root}: not a folder (ImageFolder wants root/<class>/<image>)")
         self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -78,12 +82,22 @@ class ImageFolder(_Seeded):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def label_range(self) -> tuple[int, int]:
+        labels = [label for _, label in self.samples]
+        return min(labels), max(labels)
+
     def _open(self, path: Path) -> Image.Image:
-        try:
-            with Image.open(path) as img:
-                return img.convert(self.mode)
-        except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise DataError(f"{path}: cannot read the image ({type(err).__name__}: {err})") from None
+        # PIL only warns between its pixel limit and twice it, then decodes gigabytes: refuse both
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                with Image.open(path) as img:
+                    return img.convert(self.mode)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+                raise DataError(f"{path}: too large to decode safely ({str(err).split(', could')[0]}; "
+                                "PIL.Image.MAX_IMAGE_PIXELS sets the limit)") from None
+            except (OSError, UnidentifiedImageError, ValueError) as err:
+                raise DataError(f"{path}: cannot read the image ({type(err).__name__}: {err})") from None
 
     def __getitem__(self, index: int):
         for step in range(len(self.samples)):  # bounded: at most one pass over the data
@@ -97,4 +111,4 @@ class ImageFolder(_Seeded):
                 warnings.warn(f"skipping {err}", stacklevel=2)
                 continue
             return self.transform(img, self._generator(index)), label
-        raise DataError("no readable image in the dataset")
+        raise DataError(f"{self.source}: no readable image")

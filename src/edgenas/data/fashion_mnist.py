@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import EdgenasError
+
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
            "Ankle boot")
@@ -17,7 +19,7 @@ HOW_TO_GET = ("install Debian's dataset-fashion-mnist (apt-get install dataset-f
               "--data-dir with the four IDX files")
 
 
-class DataError(ValueError):
+class DataError(EdgenasError):
     """A dataset file is missing or malformed; the message names the file."""
 
 

@@ -82,6 +82,8 @@ def export(model: nn.Module, fmt: str, out: str | Path, images: torch.Tensor, la
     """Export ``model`` to ``out`` in ``fmt`` after checking it on ``images`` (and ``labels`` for int8)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
+    if not len(images):
+        raise ExportError(f"{out}: no test images for the parity check; an unchecked export is not written")
     model = model.eval()
     reference = _torch_logits(model, images)
     example = images[:1]

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import EdgenasError
 
-class ExportError(ValueError):
+
+class ExportError(EdgenasError):
     """An export failed its parity check; nothing was written to the requested path."""
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
 
+from ..errors import EdgenasError
 from ..spec import Arch
 
 
-class LatencyError(ValueError):
+class LatencyError(EdgenasError):
     """A latency model cannot give an honest number; the message says why and for which layer."""
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..spec import Arch
+from ..spec.errors import UnknownName
 from . import edgetpu_v1, edgetpu_v2, mobilenet
 
 
@@ -86,12 +87,11 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_card(name: str) -> ModelCard:
-    try:
-        return MODELS[name]
-    except KeyError:
+    if name not in MODELS:
         close = fnmatch.filter(MODELS, f"*{name}*")[:5]
         hint = f"; did you mean {', '.join(close)}?" if close else "; `edgenas models` lists them"
-        raise KeyError(f"unknown model {name!r}{hint}") from None
+        raise UnknownName(f"unknown model {name!r}{hint}")
+    return MODELS[name]
 
 
 def get_arch(name: str, num_classes: int | None = None) -> Arch:

@@ -12,9 +12,12 @@ from typing import Mapping
 
 import torch
 
+from ..errors import EdgenasError
+from ..io import load_torch
 from ..nn import ClassificationModel, build_model
 from ..nn.blocks import ConvBlock, FusedBottleneck, InvertedBottleneck
 from ..spec import Act, Conv, Norm, Preprocess, Stage
+from ..spec.errors import UnknownName
 from .registry import get_arch
 
 TIMM_MODELS = ("mobilenet_edgetpu_v2_xs", "mobilenet_edgetpu_v2_s", "mobilenet_edgetpu_v2_m",
@@ -40,14 +43,14 @@ _TOP_KEYS = {"conv_stem": "backbone.stem.conv", "bn1": "backbone.stem.bn", "conv
              "bn2": "head.conv.bn", "classifier": "head.classifier"}
 
 
-class WeightLoadError(ValueError):
+class WeightLoadError(EdgenasError):
     """A state dict does not fit the model; the message lists what is missing, unexpected or mis-shaped."""
 
 
 def timm_arch(name: str, num_classes: int = 1000):
     """The ``Arch`` of timm's definition of ``name`` (one of ``TIMM_MODELS``)."""
     if name not in TIMM_MODELS:
-        raise KeyError(f"timm defines no {name!r} with this layout; supported: {', '.join(TIMM_MODELS)}")
+        raise UnknownName(f"timm defines no {name!r} with this layout; supported: {', '.join(TIMM_MODELS)}")
     arch = get_arch(name, num_classes)
     first = arch.stages[0]
     stage0 = Stage(out_channels=first.out_channels, blocks=(Conv(kernel_size=1, act=Act.RELU),))
@@ -75,18 +78,43 @@ def _key_map(model: ClassificationModel) -> dict[str, str]:
 
 
 def read_state_dict(source: str | Path | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state dict from a mapping, a ``.safetensors`` file, or a torch file (loaded with weights_only)."""
+    """A state dict from a mapping, a ``.safetensors`` file, or a torch file (loaded with weights_only); a
+    file that is not one raises ``WeightLoadError`` naming it and what is wrong."""
     if isinstance(source, Mapping):
         return dict(source)
     path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    if path.suffix == ".safetensors" and path.is_file():
+        state = _read_safetensors(path)
+    else:
+        state = load_torch(path, WeightLoadError, "weights file")
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise WeightLoadError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    if {"arch", "model"} <= set(state):
+        raise WeightLoadError(f"{path}: an edgenas training checkpoint, not timm weights; evaluate it with "
+                              f"`edgenas eval {path}`")
+    other = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if other is not None:
+        raise WeightLoadError(f"{path}: not a state dict ({other!r} holds a {type(state[other]).__name__}, "
+                              "not a tensor)")
+    return state
 
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    except SafetensorError as err:
+        size = path.stat().st_size
+        # the format: an 8-byte little-endian header length, that many bytes of JSON, then the tensors
+        with open(path, "rb") as f:
+            header = int.from_bytes(f.read(8), "little") if size >= 8 else None
+        why = ("empty" if size == 0 else "too short for a header" if header is None else
+               f"its header claims {header} bytes of the file's {size}: truncated, or not safetensors at all"
+               if header > size - 8 else f"unreadable ({err})")
+        raise WeightLoadError(f"{path}: not a valid safetensors file ({why})") from None
 
 
 def _listing(keys, limit: int = 6) -> str:
@@ -101,8 +129,9 @@ def from_timm(name: str, state_dict: str | Path | Mapping[str, torch.Tensor]) ->
     ``WeightLoadError`` that lists them.
     """
     state = read_state_dict(state_dict)
+    where = "state dict" if isinstance(state_dict, Mapping) else str(state_dict)
     if "classifier.weight" not in state:
-        raise WeightLoadError(f"{name}: not a timm MobileNetEdgeTPU state dict (no 'classifier.weight')")
+        raise WeightLoadError(f"{where}: not a timm MobileNetEdgeTPU state dict (no 'classifier.weight')")
     model = build_model(timm_arch(name, num_classes=state["classifier.weight"].shape[0]))
     mapping, ours = _key_map(model), model.state_dict()
     missing = set(mapping) - set(state)
@@ -113,7 +142,7 @@ def from_timm(name: str, state_dict: str | Path | Mapping[str, torch.Tensor]) ->
                 f"unexpected: {_listing(unexpected)}" if unexpected else "",
                 f"shape mismatch: {_listing(shapes)}" if shapes else ""]
     if any(problems):
-        raise WeightLoadError(f"{name}: the state dict does not fit timm's layout; "
+        raise WeightLoadError(f"{where}: does not fit timm's {name} layout; "
                               + "; ".join(p for p in problems if p))
     converted = {mapping[k]: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     model.load_state_dict(converted, strict=True)

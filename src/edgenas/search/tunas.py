@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..config import RunConfig
 from ..env import environment
 from ..eval.metrics import top1
-from ..io import write_atomic
+from ..io import open_folder, write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
 from ..space import SearchSpace, get_space
 from ..spec import SpecError, block_plan
@@ -46,6 +46,7 @@ from .proxy import proxy_note, splits, task_space
 from .supernet import Supernet
 
 CHECKPOINT = "search_checkpoint.pt"
+RESTORED = ("controller", "rl_optimizer", "baseline", "step", "trace")  # what every search checkpoint holds
 WEIGHT_WARMUP = 0.025  # TuNAS: the shared weights' learning rate rises linearly over the first 2.5% of steps
 
 
@@ -172,7 +173,7 @@ class TunasSearch:
         if not resume:
             raise SpecError(f"{self.out}: already holds a search ({CHECKPOINT}); pass --resume to continue it or "
                             "choose another --out")
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, RESTORED, "search checkpoint")
         _check_resumable(path, state, self.cfg, self.world)
         self.controller.load_state_dict(state["controller"])
         self.rl.load_state_dict({"optimizer": state["rl_optimizer"], "baseline": state["baseline"]})
@@ -320,7 +321,8 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
     """Run (or resume) the search ``cfg.search`` describes into ``cfg.out``; returns the result record.
     ``stop_after``: return after that many steps, as an interruption would (tests)."""
     job = TunasSearch(cfg, progress=progress)
-    job.out.mkdir(parents=True, exist_ok=True)
+    if job.rank == 0:
+        open_folder(job.out)
     job.restore(resume)
     if job.rank == 0:
         cfg.save(job.out / "config.yaml")

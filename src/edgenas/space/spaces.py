@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..data.shape import FASHION_MNIST
 from ..spec import GCIBN, IBN, Arch, FusedIBN, Head, Preprocess, Skip, Stage, Stem
+from ..spec.errors import UnknownName
 from .choice import Choice
 from .space import SearchSpace
 
@@ -90,7 +91,6 @@ SPACES = {"edgetpu-v2-224": edgetpu_v2_224, "small-28": small_28}
 
 
 def get_space(name: str) -> SearchSpace:
-    try:
-        return SPACES[name]()
-    except KeyError:
-        raise KeyError(f"unknown search space {name!r}; known: {', '.join(SPACES)}") from None
+    if name not in SPACES:
+        raise UnknownName(f"unknown search space {name!r}; known: {', '.join(SPACES)}")
+    return SPACES[name]()

@@ -15,11 +15,14 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from ..io import write_atomic
-from .blocks import Act, Block, KernelSize, Spec, Stride
+from .blocks import Act, Block, Channels, KernelSize, Spec, Stride, at_most
+from .datafile import read_data
 from .errors import SpecError, format_loc, from_validation_error
 
 SCHEMA_VERSION = 1
-Channels = Annotated[int, Field(gt=0, le=8192)]
+InputSize = Annotated[int, Field(ge=8, le=4096)]
+NumClasses = Annotated[int, Field(gt=0), at_most(100_000, "wider than any on-device classifier; ImageNet-21k "
+                                                 "has 21,841 classes")]
 
 
 class Stem(Spec):
@@ -41,7 +44,7 @@ class Head(Spec):
 
     conv_channels: Channels | None = 1280  # Google's "top" 1x1 conv before pooling
     hidden_channels: Channels | None = None  # MobileNetV3's linear layer after pooling
-    num_classes: Annotated[int, Field(gt=0)] = 1000
+    num_classes: NumClasses = 1000
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
     act: Act = Act.RELU
 
@@ -56,8 +59,9 @@ class Norm(Spec):
 class Preprocess(Spec):
     """What the deployed model expects: x in [0, 1] -> (x - mean) / std, resize shorter side, center crop."""
 
-    mean: tuple[float, float, float] | tuple[float] = (0.5, 0.5, 0.5)  # Google: RGB scaled to [-1, 1]
-    std: tuple[float, float, float] | tuple[float] = (0.5, 0.5, 0.5)
+    # one value per input channel (Arch checks the count); Google: RGB scaled to [-1, 1]
+    mean: Annotated[tuple[float, ...], Field(min_length=1)] = (0.5, 0.5, 0.5)
+    std: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (0.5, 0.5, 0.5)  # divides
     crop_pct: Annotated[float, Field(gt=0, le=1)] = 0.875
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
 
@@ -83,7 +87,7 @@ class BlockSite(NamedTuple):
 class Arch(Spec):
     schema_version: int = SCHEMA_VERSION
     name: str = ""
-    input_size: Annotated[int, Field(ge=8, le=4096)] = 224  # deployment resolution; latency is predicted here
+    input_size: InputSize = 224  # deployment resolution; latency is predicted here
     in_channels: Annotated[int, Field(gt=0, le=16)] = 3
     stem: Stem
     stages: Annotated[tuple[Stage, ...], Field(min_length=1)]
@@ -177,17 +181,8 @@ def parse_arch(data) -> Arch:
 
 def load_arch(path: str | Path) -> Arch:
     """Read an arch from a ``.json``, ``.yaml`` or ``.yml`` file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        first = str(err).splitlines()[0]
-        raise SpecError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({first})") from None
+    data = read_data(path)
     try:
         return parse_arch(data)
     except SpecError as err:
-        raise SpecError(f"{path}: {err}") from None
+        raise SpecError(f"{path}: {err}", loc=err.loc) from None

@@ -35,14 +35,29 @@ def _odd(k: int) -> int:
     return k
 
 
+def at_most(limit: int, why: str) -> AfterValidator:
+    """An upper bound whose error says why it is there (pydantic's ``le`` says only the number)."""
+    def check(value):
+        if value > limit:
+            raise ValueError(f"must be at most {limit:,} ({why})")
+        return value
+    return AfterValidator(check)
+
+
 KernelSize = Annotated[int, Field(ge=1, le=11), AfterValidator(_odd)]
 Stride = Literal[1, 2]
+MAX_CHANNELS = 8192
+MAX_EXPAND_RATIO = 16
+Channels = Annotated[int, Field(gt=0, le=MAX_CHANNELS)]
+MidChannels = Annotated[int, Field(gt=0), at_most(MAX_CHANNELS * MAX_EXPAND_RATIO, "the widest expansion an "
+                                                  f"expand_ratio allows: {MAX_EXPAND_RATIO} x {MAX_CHANNELS:,}")]
 
 
 class Spec(BaseModel):
-    """Base of every spec model: immutable, and unknown fields are errors, not silently dropped."""
+    """Base of every spec model: immutable; unknown fields are errors, not silently dropped; NaN and infinity
+    are refused before any bound is checked (else NaN fails ``gt=0`` with a misleading reason)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def conv(path, cin, cout, size, k=1, stride=1, dilation=1, groups=1, act="none", bias=False, norm=True):
@@ -96,8 +111,8 @@ class _Residual(BlockBase):
 
 class _Expanding(_Residual):
     kernel_size: KernelSize = 3
-    expand_ratio: Annotated[int | float, Field(gt=0, le=16)] = 1
-    mid_channels: Annotated[int, Field(gt=0)] | None = None  # explicit width (MobileNetV3 tables); ratio stays 1
+    expand_ratio: Annotated[int | float, Field(gt=0, le=MAX_EXPAND_RATIO)] = 1
+    mid_channels: MidChannels | None = None  # explicit width (MobileNetV3 tables); ratio stays 1
     se_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.0
     act: Act = Act.RELU
 
@@ -109,6 +124,16 @@ class _Expanding(_Residual):
 
     def mid(self, cin: int) -> int:
         return self.mid_channels if self.mid_channels is not None else round(cin * self.expand_ratio)
+
+    def check(self, cin, cout):
+        if self.mid(cin) < 1:  # every later check, count and build divides by the expanded width
+            return [("expand_ratio", f"{self.expand_ratio:g} x {cin} input channels rounds to 0 expanded "
+                                     "channels")]
+        return self._width_checks(cin, cout)
+
+    def _width_checks(self, cin: int, cout: int) -> list[tuple[str, str]]:
+        """Problems that need the channels, given at least one expanded channel."""
+        return []
 
     def _se(self, path, channels, size) -> list[Layer]:
         return squeeze_excite(f"{path}.se", channels, size, self.se_ratio) if self.se_ratio else []
@@ -155,7 +180,7 @@ class GroupedIBN(_Grouped, IBN):
     def spatial_groups(self, cin: int) -> int:
         return self.groups(cin)
 
-    def check(self, cin, cout):
+    def _width_checks(self, cin, cout):
         return self._group_checks(cin)
 
 
@@ -167,7 +192,7 @@ class FusedIBN(_Expanding):
     def expand_groups(self, cin: int) -> int:
         return 1
 
-    def check(self, cin, cout):
+    def _width_checks(self, cin, cout):
         if self.mid(cin) == cin and self.stride != 1:
             return [("stride", "a fused block with expand_ratio 1 is a 1x1 projection only and cannot downsample")]
         return []
@@ -191,7 +216,7 @@ class GCIBN(_Grouped, FusedIBN):
     def expand_groups(self, cin: int) -> int:
         return self.groups(cin)
 
-    def check(self, cin, cout):
+    def _width_checks(self, cin, cout):
         mid = self.mid(cin)
         if mid == cin:
             return [("expand_ratio", "a gc_ibn block needs expand_ratio > 1 (with 1 there is no grouped conv)")]

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import write_atomic
+from ..errors import EdgenasError
+from ..io import load_torch, write_atomic
+
+TRAINED = ("arch", "config", "model", "ema")  # what eval and export read from a training checkpoint
+
+
+class CheckpointError(EdgenasError):
+    """A checkpoint is missing, unreadable, or not the kind asked for; the message names the file."""
 
 
 def rng_state() -> dict:
@@ -31,8 +38,17 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(path: str | Path, needs: tuple[str, ...] = TRAINED,
+                    kind: str = "training checkpoint") -> dict:
+    """The checkpoint at ``path``, checked to be a ``kind`` holding the keys ``needs`` before anything uses
+    it, so that a wrong file is named with what is wrong rather than failing half-way through a load."""
+    state = load_torch(path, CheckpointError, f"edgenas {kind}")
+    if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: a bare state dict ({len(state)} tensor{'s' * (len(state) > 1)}), not an "
+                              f"edgenas {kind}, which holds {', '.join(needs)}")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not an edgenas {kind}")
+    missing = [k for k in needs if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not an edgenas {kind} (missing keys: {', '.join(missing)})")
+    return state

@@ -20,13 +20,47 @@ from torch import nn
 
 from ..config import RunConfig
 from ..env import environment
+from ..errors import EdgenasError
 from ..eval.metrics import ClassificationMeter
+from ..io import open_folder, write_atomic
 from ..nn import build_model
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import TRAINED, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .schedule import lr_factor
 from .setup import datasets, run_arch
 
 CHECKPOINT = "checkpoint.pt"
+RESUMED = (*TRAINED, "optimizer", "scheduler", "rng", "epoch", "history")  # what a resumed run reads
+
+
+class DivergedError(EdgenasError):
+    """Training produced a non-finite loss or weights; nothing of the diverged epoch was saved."""
+
+
+def _diverged(where: str, what: str, cfg: RunConfig, mid_line: bool) -> DivergedError:
+    if mid_line:  # a progress line without its newline: the error gets a line of its own
+        print(file=sys.stderr)
+    t, last = cfg.train, Path(cfg.out) / CHECKPOINT
+    kept = f"{last}, of the last good epoch, is kept" if last.is_file() else "no checkpoint was written"
+    return DivergedError(
+        f"{where}: {what}, so training stopped ({kept}); the weights diverged, most often from too high a "
+        f"learning rate (train.lr {t.lr:g}): lower it, or set train.warmup_epochs or train.grad_clip"
+        + (", or train.amp none" if t.amp != "none" else ""))
+
+
+def _metrics_log(path: Path, start: int):
+    """metrics.jsonl opened to append after its records of the epochs before ``start``: an interrupted run
+    logged steps (and perhaps the record) of an epoch the resumed run trains again, and a line cut by the
+    kill is no record."""
+    kept = []
+    if start and path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("epoch", start) < start:
+                    kept.append(line + "\n")
+            except (ValueError, AttributeError):
+                continue
+    write_atomic(path, "".join(kept))
+    return open(path, "a", buffering=1)  # line-buffered: a kill loses no finished line
 
 
 def distributed() -> tuple[int, int]:
@@ -115,13 +149,15 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
     steps_per_epoch = max(1, math.ceil(len(shard(len(train_set), 0, 0, rank, world, False)) / t.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: epoch_lr_factor(s, cfg, steps_per_epoch))
     start, history = 0, []
+    if rank == 0:
+        open_folder(out)
     if not resume and (out / CHECKPOINT).is_file():
-        raise ValueError(f"{out}: already holds a run (checkpoint.pt); pass --resume to continue it or choose "
-                         "another --out")
+        raise CheckpointError(f"{out}: already holds a run (checkpoint.pt); pass --resume to continue it or "
+                              "choose another --out")
     if resume and (out / CHECKPOINT).is_file():
-        state = load_checkpoint(out / CHECKPOINT)
+        state = load_checkpoint(out / CHECKPOINT, RESUMED)
         if state["arch"] != arch.to_json():
-            raise ValueError(f"{out / CHECKPOINT}: was trained on another architecture; use a new --out")
+            raise CheckpointError(f"{out / CHECKPOINT}: was trained on another architecture; use a new --out")
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
@@ -134,7 +170,7 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
     if rank == 0:
         cfg.save(out / "config.yaml")
         arch.save(out / "arch.yaml")
-    log = open(out / "metrics.jsonl", "a") if rank == 0 else None
+    log = _metrics_log(out / "metrics.jsonl", start) if rank == 0 else None
     last = stop_after if stop_after is not None else t.epochs
     for epoch in range(start, min(t.epochs, last)):
         train_set.set_epoch(epoch)
@@ -149,6 +185,9 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
                 loss = loss_fn(net(x), y)
+            if not loss.isfinite():
+                raise _diverged(f"epoch {epoch + 1}, step {i + 1}", f"the training loss is {loss.item()}", cfg,
+                                rank == 0 and i >= t.log_every)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.grad_clip:
@@ -168,6 +207,8 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
         train_time = time.perf_counter() - t0
         meter = evaluate(model, val_set, t.batch_size, arch.head.num_classes, rank, world, t.channels_last)
         summary = meter.summary()
+        if not math.isfinite(summary["loss"]):  # the epoch's last update met no training loss that would show it
+            raise _diverged(f"epoch {epoch + 1}", f"the validation loss is {summary['loss']}", cfg, rank == 0)
         record = {"epoch": epoch, "train_loss": loss_sum / max(len(indices), 1), "val_top1": summary["top1"],
                   "val_top5": summary["top5"], "val_images": summary["images"], "processes": world,
                   "train_images_per_s": seen / train_time,

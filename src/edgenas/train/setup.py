@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import DataConfig, RunConfig
 from ..data.datasets import ImageFolder, fashion_mnist
+from ..data.fashion_mnist import DataError
 from ..data.shape import FASHION_MNIST, DataShape
 from ..data.transforms import build_transform
 from ..models import get_arch
@@ -63,18 +64,38 @@ def dataset(cfg: RunConfig, arch: Arch, split: str):
                                 min_scale=min_scale)
     seed, subset = cfg.train.seed, d.train_subset if train else d.val_subset
     if d.dataset == "fashion-mnist":
-        return fashion_mnist("train" if train else "test", d.data_dir, transform, seed, subset)
-    return ImageFolder(Path(d.data_dir) / split, transform, seed, d.skip_corrupt, subset, arch.in_channels)
+        data = fashion_mnist("train" if train else "test", d.data_dir, transform, seed, subset)
+    else:
+        data = ImageFolder(Path(d.data_dir) / split, transform, seed, d.skip_corrupt, subset, arch.in_channels)
+    _check_labels(data, arch.head.num_classes, cfg)
+    return data
+
+
+def _check_labels(data, num_classes: int, cfg: RunConfig) -> None:
+    """Before the first step: a label the head has no output for would end the run mid-epoch in the loss."""
+    lo, hi = data.label_range()
+    if lo >= 0 and hi < num_classes:
+        return
+    fix = (f"model.num_classes {num_classes} is too few; leave it unset to take the dataset's"
+           if cfg.model is not None and cfg.model.num_classes else "this data does not fit the model")
+    raise DataError(f"{data.source}: labels run {lo}..{hi}, but the model's head has {num_classes} classes "
+                    f"(0..{num_classes - 1}); {fix}")
 
 
 def datasets(cfg: RunConfig, arch: Arch):
-    """(train, val)."""
-    return dataset(cfg, arch, "train"), dataset(cfg, arch, "val")
+    """(train, val), checked to name the same classes in the same order (an ImageFolder numbers its class
+    folders: one missing from val would silently shift the labels of those after it)."""
+    train, val = dataset(cfg, arch, "train"), dataset(cfg, arch, "val")
+    if train.classes != val.classes:  # sorted names: the sets differ
+        only = sorted(set(train.classes) ^ set(val.classes))
+        raise DataError(f"{val.source}: its classes differ from {train.source}'s ({', '.join(only[:5])}"
+                        f"{' ...' if len(only) > 5 else ''} in only one)")
+    return train, val
 
 
 def load_trained(checkpoint, *, ema: bool = False, gc_mode: str = "native", overrides: list[str] = ()):
     """(config, arch, model) of a training checkpoint: its own resolved config (with ``overrides``), its arch,
-    and the model with its weights (the EMA weights when asked and present)."""
+    and the model with its weights (the EMA weights when asked; a run trained without EMA has none)."""
     import json
 
     import yaml
@@ -82,11 +103,21 @@ def load_trained(checkpoint, *, ema: bool = False, gc_mode: str = "native", over
     from ..config import load_config
     from ..nn import build_model
     from ..spec import parse_arch
-    from .checkpoint import load_checkpoint
+    from .checkpoint import CheckpointError, load_checkpoint
 
     state = load_checkpoint(checkpoint)
-    cfg = load_config(base=yaml.safe_load(state["config"]), overrides=list(overrides))
-    arch = parse_arch(json.loads(state["arch"]))
+    if ema and not state["ema"]:
+        raise CheckpointError(f"{checkpoint}: was trained without EMA (train.ema_decay 0), so it has no EMA "
+                              "weights for --ema; drop --ema")
+    try:
+        base, arch = yaml.safe_load(state["config"]), parse_arch(json.loads(state["arch"]))
+    except (TypeError, ValueError, yaml.YAMLError) as err:  # SpecError is a ValueError
+        raise CheckpointError(f"{checkpoint}: its stored config or arch is unreadable ({err})") from None
+    cfg = load_config(base=base, overrides=list(overrides))
     model = build_model(arch, gc_mode=gc_mode)
-    model.load_state_dict(state["ema"] if ema and state["ema"] else state["model"])
+    try:
+        model.load_state_dict(state["ema"] if ema else state["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{checkpoint}: its weights do not fit its arch "
+                              f"({str(err).splitlines()[0]})") from None
     return cfg, arch, model
