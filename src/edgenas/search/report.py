@@ -8,12 +8,12 @@ entropy over time. ``edgenas report DIR`` rebuilds it from a result folder.
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 
 from ..io import write_atomic
 from ..spec import SpecError
+from ..spec.datafile import parse_json, read_data
 
 OP_COLORS = {"ibn": "#3b6fb6", "fused_ibn": "#e07b39", "gc_ibn": "#3a9a5b", "skip": "#b9b9b9",
              "grouped_ibn": "#8d5fb8", "conv": "#555555", "sep_conv": "#999933"}
@@ -249,26 +249,15 @@ way; marks on the latency axis: zoo models at the same deployment size that are 
 def write_report(out: str | Path) -> Path:
     """OUT/report.html from OUT/result.json and OUT/trace.jsonl."""
     out = Path(out)
-    result = _read_json(out / "result.json")
-    trace = [_read_json(out / "trace.jsonl", line, n) for n, line in
-             enumerate(_read_text(out / "trace.jsonl").splitlines(), 1) if line.strip()]
+    result = read_data(out / "result.json", "json")
+    trace_path = out / "trace.jsonl"
+    try:
+        text = trace_path.read_text()
+    except OSError as err:
+        raise SpecError(f"{trace_path}: cannot read ({err.strerror})") from None
+    trace = [parse_json(line, f"{trace_path}:{n}") for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     try:
         page = render(result, trace)
     except (KeyError, TypeError, ValueError) as err:  # valid JSON, but not what a search writes
         raise SpecError(f"{out}: result.json or trace.jsonl is not a search's record ({err!r})") from None
     return write_atomic(out / "report.html", page)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read ({err.strerror}); is this a search's --out folder?") from None
-
-
-def _read_json(path: Path, text: str | None = None, line: int | None = None):
-    try:
-        return json.loads(_read_text(path) if text is None else text)
-    except json.JSONDecodeError as err:
-        where = f"{path}:{line}" if line else str(path)
-        raise SpecError(f"{where}: not valid JSON ({err.msg}, column {err.colno})") from None
