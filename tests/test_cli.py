@@ -93,10 +93,12 @@ def _models_json() -> list[dict]:
     rows = []
     for name in list_models():
         c, pub = count(get_arch(name)), MODELS[name].published
-        rows.append({"model": name, "family": MODELS[name].family, "params": c.params, "macs": c.macs,
-                     "input_size": get_arch(name).input_size, "num_classes": get_arch(name).head.num_classes,
+        rows.append({"model": name, "family": MODELS[name].family, "task": MODELS[name].task, "params": c.params,
+                     "macs": c.macs, "input_size": get_arch(name).input_size,
+                     "num_classes": get_arch(name).num_classes,
                      **{k: getattr(pub, field) if pub else None for k, field in (
-                         ("published_top1", "top1"), ("published_note", "note"),
+                         ("published_top1", "top1"), ("published_miou", "miou"), ("published_params_m", "params"),
+                         ("published_note", "note"),
                          ("published_latency_ms", "latency_ms"), ("latency_device", "latency_device"))}})
     return rows
 

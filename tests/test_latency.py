@@ -62,7 +62,10 @@ def test_edgetpu_report_is_per_layer_at_the_deployment_size():
     report = EdgeTPUModel().predict(get_arch("mobilenet_edgetpu_v2_tiny"))
     assert report.unit == "ms" and report.precision == "int8" and report.input_size == 224
     assert sum(x.value for x in report.layers) == pytest.approx(report.total)
-    assert len(report.layers) == 54 + 1  # conv/linear layers + the fixed invocation cost
+    # conv/linear layers on the array, 13 residual adds and the global pool on the vector path, the fixed cost
+    assert [x.source for x in report.layers].count("scalesim") == 54
+    assert [x.op for x in report.layers if x.source == "vector"] == ["add"] * 13 + ["pool"]
+    assert len(report.layers) == 54 + 14 + 1
     assert report.total == pytest.approx(0.729, abs=0.002)  # published 0.78 ms
     assert any("dw_packing" in n for n in report.notes)
 
@@ -268,3 +271,25 @@ def test_a_cycle_cache_reads_nothing_until_asked(tmp_path):
     cache = CycleCache(path)  # constructing does no I/O, so a bad file is reported where it is used
     with pytest.raises(LatencyError, match="not a SCALE-Sim cycle cache"):
         cache.cycles(ConvShape(8, 8, 3, 4, 4, 1))
+
+
+def test_edgetpu_charges_layers_off_the_array_from_their_bytes():
+    """Segmentation heads: resizes, pooling, sums and the argmax cost by the bytes they move (at 64 bytes per
+    cycle) or their lane operations; a plain argmax is a CPU fallback, the one-hot one stays on chip."""
+    from edgenas.latency.edgetpu import VECTOR_OPS, vector_cycles
+    from edgenas.spec import Layer
+
+    p = EdgeTPUModel().params
+    resize = Layer(path="r", op="resize", in_channels=32, out_channels=32, in_size=(64, 64), out_size=(256, 256),
+                   mode="bilinear")
+    assert vector_cycles(resize, p, 64) == 32 * 256 * 256 * 4 / 64  # lane-bound: 4 taps per output
+    add = Layer(path="a", op="add", num_inputs=3, in_channels=96, out_channels=96, in_size=(8, 8), out_size=(8, 8))
+    assert vector_cycles(add, p, 64) == (3 + 1) * 96 * 64 / 64  # memory-bound: 3 reads and a write
+    net = get_arch("autoseg_edgetpu_xs")
+    model = EdgeTPUModel()
+    exact, fused = model.predict(net.with_tail("resize512,argmax")), model.predict(
+        net.with_tail("resize256,argmax,resize512"))
+    assert [x.source for x in exact.layers if x.op == "argmax"] == ["cpu-fallback"]
+    assert [x.source for x in fused.layers if x.op == "argmax"] == ["vector"]
+    assert fused.total < exact.total
+    assert {x.op for x in fused.layers if x.source == "vector"} <= set(VECTOR_OPS)

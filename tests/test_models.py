@@ -8,7 +8,7 @@ import edgenas
 from edgenas.models import get_arch, list_models
 from edgenas.spec import count, feature_levels
 
-MODELS = list_models()
+MODELS = list_models(task="classification")  # the segmentation networks: test_network.py
 
 # (params, MACs at 224): Google's tables for the Edge TPU families (1001 classes), torchvision's parameter
 # counts for the baselines (1000 classes).
@@ -29,7 +29,10 @@ PAPER_MACS = {"mobilenet_v2": 300e6, "mobilenet_v3_large": 219e6, "mobilenet_v3_
 
 
 def test_registry_lists_every_family():
-    assert len(MODELS) == 13
+    assert len(MODELS) == 13 and len(edgenas.list_models()) == 20
+    assert edgenas.list_models(task="segmentation") == [
+        *(f"deeplabv3plus_mobilenet_edgetpu_v2_{v}" for v in ("xs", "s", "m")), "deeplabv3plus_mobilenet_v2",
+        *(f"autoseg_edgetpu_{v}" for v in ("xs", "s", "m"))]
     assert edgenas.list_models("mobilenet_edgetpu_v2_*") == [f"mobilenet_edgetpu_v2_{v}" for v in
                                                             ("tiny", "xs", "s", "m", "l")]
     with pytest.raises(KeyError, match="unknown model 'mobilenet_edgetpu_v3'"):

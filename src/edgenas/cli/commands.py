@@ -26,9 +26,11 @@ def cmd_models(args) -> int:
     for name in names:
         card, arch = MODELS[name], get_arch(name)
         c, pub = count(arch), MODELS[name].published
-        rows.append({"model": name, "family": card.family, "params": c.params, "macs": c.macs,
-                     "input_size": arch.input_size, "num_classes": arch.head.num_classes,
-                     "published_top1": pub.top1 if pub else None, "published_note": pub.note if pub else None,
+        rows.append({"model": name, "family": card.family, "task": card.task, "params": c.params, "macs": c.macs,
+                     "input_size": arch.input_size, "num_classes": arch.num_classes,
+                     "published_top1": pub.top1 if pub else None, "published_miou": pub.miou if pub else None,
+                     "published_params_m": pub.params if pub else None,
+                     "published_note": pub.note if pub else None,
                      "published_latency_ms": pub.latency_ms if pub else None,
                      "latency_device": pub.latency_device if pub else None})
     if args.time_forward:
@@ -36,13 +38,14 @@ def cmd_models(args) -> int:
     if args.json:
         emit_json(rows)
         return 0
-    headers = ["model", "params (M)", "MACs (M)", "input", "top-1 (pub.)", "latency (pub.)"]
+    headers = ["model", "params (M)", "MACs (M)", "input", "quality (pub.)", "latency (pub.)"]
     if args.time_forward:
         headers += [f"eager ms / {args.batch} img", "img/s"]
     out = []
     for r in rows:
         row = [r["model"], millions(r["params"]), millions(r["macs"]), r["input_size"],
-               f"{r['published_top1']:.2f} {r['published_note'].split(',')[0]}" if r["published_top1"] else "-",
+               f"{MODELS[r['model']].published.quality} {r['published_note'].split(',')[0]}"
+               if r["published_note"] else "-",
                f"{r['published_latency_ms']:.2f} ms {r['latency_device']}" if r["published_latency_ms"] else "-"]
         if args.time_forward:
             row += [f"{r['eager_ms_median']:.1f}", f"{r['images_per_s']:.1f}"]
@@ -119,7 +122,7 @@ def cmd_space_show(args) -> int:
 
     space = get_space(args.name)
     lo, hi = space.macs_range(np.random.default_rng(args.seed), args.samples)
-    zoo = {n: space.match(get_arch(n)) is not None for n in list_models()}
+    zoo = {n: space.match(get_arch(n)) is not None for n in list_models(task="classification")}
     members = [n for n, inside in zoo.items() if inside]
     latency = None
     if args.target:

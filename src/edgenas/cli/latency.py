@@ -108,7 +108,7 @@ def cmd_lut_build(args) -> int:
     rng = np.random.default_rng(args.seed)
     archs = [space.fix(d) for d in space.covering()] if args.all else \
         [space.sample_arch(rng) for _ in range(args.samples)]
-    archs += [get_arch(name) for name in list_models()] if args.zoo else []
+    archs += [get_arch(name) for name in list_models(task="classification")] if args.zoo else []
     if args.target == "edgetpu":  # the simulator: every layer once into the cycle cache; nothing to fit
         model = _model(args)
         for i, arch in enumerate(archs):

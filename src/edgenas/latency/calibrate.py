@@ -70,12 +70,17 @@ def _mape(pred, true) -> float:
 
 
 def features(model: EdgeTPUModel, archs, packing: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per arch: [compute Mcycles, conv/linear layers, 1], and the off-chip ms the fit does not touch."""
+    """Per arch: [array and vector Mcycles, conv/linear layers, 1], and the off-chip and CPU-fallback ms the
+    fit does not touch."""
+    from .edgetpu import ARRAY_OPS
+
     rows, offchip = [], []
     for arch in archs:
         terms = model.layer_terms(arch)
-        rows.append([sum(c.total(packing) for _, c, _ in terms) / 1e6, len(terms), 1.0])
-        offchip.append(sum(b for _, _, b in terms) / (model.params.offchip_gbps * 1e6))
+        array_layers = sum(1 for x, _, _ in terms if x.op in ARRAY_OPS)
+        rows.append([sum(c.total(packing) for _, c, _ in terms) / 1e6, array_layers, 1.0])
+        offchip.append(sum(b for _, _, b in terms) / (model.params.offchip_gbps * 1e6)
+                       + sum(ms for _, ms in model.cpu_fallback_ms(arch)))
     return np.array(rows), np.array(offchip)
 
 

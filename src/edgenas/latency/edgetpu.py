@@ -2,8 +2,14 @@
 
 latency = fixed + sum over conv/linear layers of (cycles x ms_per_mcycle / 1e6 + layer_overhead + off-chip),
 with compute cycles from SCALE-Sim (``scalesim_cycles``) and the time parameters fitted to Google's published
-Pixel 6 Edge TPU latencies (``calibrate``). Elementwise layers (residual adds, SE scaling, pooling) do not use
-the array; they are inside the per-layer overhead of the conv that feeds them.
+Pixel 6 Edge TPU latencies (``calibrate``).
+
+Layers off the array (sums, SE scaling, pooling, resizes, concatenation, the one-hot argmax) run on the vector
+path: their cycles are the larger of the bytes they move through on-chip memory at ``vector_bytes_per_cycle``
+and their lane operations at one per array column per cycle, at the same clock; tensors beyond the on-chip
+memory stream from DRAM like a conv's. A plain ARG_MAX is not an Edge TPU op (Coral's supported-operations
+list, coral.ai/docs/edgetpu/models-intro), so it runs on the CPU: its input crosses off chip and the CPU scans
+it at ``cpu_elems_per_s``. These are hardware assumptions, not fitted to any segmentation latency.
 
 Depthwise convs are the crux (``docs/latency.md``). SCALE-Sim maps a depthwise layer one channel at a time
 (one of the array's 64 columns and k*k of its rows busy): the slow bound. A packed mapping puts 64 channels on
@@ -19,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from ..spec import Arch, Layer, arch_layers
+from ..spec import Layer, spec_layers
 from .base import LatencyReport, LayerTime
 from .scalesim_cycles import ConvShape, CycleCache
 
@@ -32,12 +38,16 @@ class EdgeTPUParams:
     dw_packing: float = 0.9  # hardware assumption: 0 = per-channel mapping, 1 = 64 channels per pass
     sram_mib: float = 8.0  # on-chip memory (Coral's Edge TPU has 8 MB; Pixel 6's is not published)
     offchip_gbps: float = 12.8  # bandwidth for what does not fit on chip (LPDDR5 share, an assumption)
+    # Assumptions for layers off the array: on-chip memory feeds one int8 per array column per cycle, and a
+    # CPU fallback scans one int8 per cycle of Pixel 6's 2.8 GHz Cortex-X1 (TFLite's reference ARG_MAX).
+    vector_bytes_per_cycle: float = 64.0
+    cpu_elems_per_s: float = 2.8e9
 
 
 # Fitted by `edgenas latency calibrate --target edgetpu` to the ten published Pixel 6 latencies (reference
 # 1.5) with dw_packing 0.9: Google's block-level finding holds only for packing >= 0.8 (below, a late IBN is
 # slower than a fused one), and 0.9 is the middle of [0.8, 1]. docs/latency.md has the sensitivity table.
-DEFAULT_PARAMS = EdgeTPUParams(ms_per_mcycle=0.6802063547602072, layer_overhead_ms=0.0, fixed_ms=0.1402710912208904)
+DEFAULT_PARAMS = EdgeTPUParams(ms_per_mcycle=0.6693135897361038, layer_overhead_ms=0.0, fixed_ms=0.13740879148312488)
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,33 @@ def layer_cycles(layer: Layer, cache: CycleCache) -> LayerCycles:
     return LayerCycles(g * cache.cycles(shape), 0, 0)
 
 
+ARRAY_OPS = ("conv", "linear")
+VECTOR_OPS = ("add", "mul", "pool", "avg_pool", "max_pool", "resize", "concat", "argmax")
+
+
+def _elems(layer: Layer) -> tuple[int, int]:
+    """int8 elements in (all inputs together) and out."""
+    n = layer.num_inputs if layer.op == "add" else 1  # a concat's in_channels already sum its inputs
+    return (n * layer.in_channels * layer.in_size[0] * layer.in_size[1],
+            layer.out_channels * layer.out_size[0] * layer.out_size[1])
+
+
 def offchip_bytes(layer: Layer, sram_bytes: float) -> float:
     """int8 bytes of weights and activations beyond on-chip memory, which stream from DRAM."""
-    act = layer.in_channels * layer.in_size[0] * layer.in_size[1] + layer.out_channels * layer.out_size[0] * \
-        layer.out_size[1]
-    return max(0.0, layer.params + act - sram_bytes)
+    return max(0.0, layer.params + sum(_elems(layer)) - sram_bytes)
+
+
+def vector_cycles(layer: Layer, p: EdgeTPUParams, lanes: int) -> float:
+    """Cycles of a layer off the array: max(bytes through on-chip memory, lane operations / lanes)."""
+    inp, out = _elems(layer)
+    ops = {"add": inp * (2 if layer.mode else 1), "mul": out, "pool": inp, "concat": 0,
+           "avg_pool": out * layer.kernel_size**2, "max_pool": out * layer.kernel_size**2,
+           "resize": out * (4 if layer.mode == "bilinear" else 1),
+           "argmax": 5 * inp}[layer.op]  # one-hot: max, sub, min, mul, max over the classes
+    moved = inp + out
+    if layer.op == "argmax":
+        moved = 8 * inp + out  # the one-hot form reads the logits twice and writes 3 class-wide temporaries
+    return max(moved / p.vector_bytes_per_cycle, ops / lanes)
 
 
 class EdgeTPUModel:
@@ -82,30 +114,58 @@ class EdgeTPUModel:
         self.params = params
         self.cache = cache or CycleCache()
 
-    def layer_terms(self, arch: Arch) -> list[tuple[Layer, LayerCycles, float]]:
-        """(layer, cycles, off-chip bytes) for every conv/linear layer at the deployment size."""
-        sram = self.params.sram_mib * 2**20
-        return [(x, layer_cycles(x, self.cache), offchip_bytes(x, sram)) for x in arch_layers(arch)
-                if x.op in ("conv", "linear")]
+    def layer_terms(self, arch) -> list[tuple[Layer, LayerCycles, float]]:
+        """(layer, cycles, off-chip bytes) for every layer the accelerator runs, at the deployment size: the
+        array's convs (dense cycles) and the vector path's layers (counted as dense cycles too)."""
+        sram, out = self.params.sram_mib * 2**20, []
+        for x in spec_layers(arch):
+            if x.op in ARRAY_OPS:
+                out.append((x, layer_cycles(x, self.cache), offchip_bytes(x, sram)))
+            elif x.op in VECTOR_OPS and not self.on_cpu(x):
+                out.append((x, LayerCycles(round(vector_cycles(x, self.params, self.cache.cols)), 0, 0),
+                            offchip_bytes(x, sram)))
+        return out
 
-    def cost_ms(self, cycles: LayerCycles, offchip: float) -> float:
-        """ms of one conv/linear layer: its compute cycles at the fitted clock, the per-layer overhead, and
-        the off-chip bytes at the assumed bandwidth. The one place cycles become milliseconds."""
+    @staticmethod
+    def on_cpu(layer: Layer) -> bool:
+        return layer.op == "argmax" and layer.mode != "onehot"
+
+    def cpu_fallback_ms(self, arch) -> list[tuple[Layer, float]]:
+        """Layers the Edge TPU cannot run: their input crosses to the CPU, which scans it."""
+        p, out = self.params, []
+        for x in spec_layers(arch):
+            if self.on_cpu(x):
+                inp = _elems(x)[0]
+                out.append((x, inp / p.cpu_elems_per_s * 1e3 + inp / (p.offchip_gbps * 1e6)))
+        return out
+
+    def cost_ms(self, cycles: LayerCycles, offchip: float, array: bool = True) -> float:
+        """ms of one layer: its cycles at the fitted clock, the per-layer overhead (array layers), and the
+        off-chip bytes at the assumed bandwidth. The one place cycles become milliseconds."""
         p = self.params
-        return (cycles.total(p.dw_packing) * p.ms_per_mcycle / 1e6 + p.layer_overhead_ms
+        return (cycles.total(p.dw_packing) * p.ms_per_mcycle / 1e6 + p.layer_overhead_ms * array
                 + offchip / (p.offchip_gbps * 1e6))
 
     def layer_ms(self, layer: Layer) -> float:
         return self.cost_ms(layer_cycles(layer, self.cache), offchip_bytes(layer, self.params.sram_mib * 2**20))
 
-    def predict(self, arch: Arch) -> LatencyReport:
+    def predict(self, arch) -> LatencyReport:
         p = self.params
         layers, terms = [], self.layer_terms(arch)
         for layer, cyc, offchip in terms:
-            layers.append(LayerTime(layer.path, layer.op, self.cost_ms(cyc, offchip), "scalesim"))
+            array = layer.op in ARRAY_OPS
+            layers.append(LayerTime(layer.path, layer.op, self.cost_ms(cyc, offchip, array),
+                                    "scalesim" if array else "vector"))
+        fallback = self.cpu_fallback_ms(arch)
+        layers += [LayerTime(x.path, x.op, ms, "cpu-fallback") for x, ms in fallback]
         layers.append(LayerTime("fixed", "invoke", p.fixed_ms, "fitted"))
         self.cache.save()
-        notes = [f"depthwise convs at dw_packing={p.dw_packing:g} (0: SCALE-Sim per-channel, 1: 64 channels/pass)"]
+        notes = [f"depthwise convs at dw_packing={p.dw_packing:g} (0: SCALE-Sim per-channel, 1: 64 channels/pass)",
+                 f"layers off the array charged for the bytes they move at {p.vector_bytes_per_cycle:g} per cycle (an "
+                 "assumption)"]
+        if fallback:
+            notes.append(f"{len(fallback)} layer(s) the Edge TPU cannot run (plain argmax) charged as a CPU "
+                         f"fallback at {p.cpu_elems_per_s / 1e9:g} G elements/s (an assumption)")
         if any(b for _, _, b in terms):
             notes.append("some tensors exceed the assumed on-chip memory: their bytes are charged at "
                          f"{p.offchip_gbps:g} GB/s (an assumption, not fitted)")

@@ -90,9 +90,9 @@ def write_kit(archs: list[Arch], out: str | Path, fit_archs: list[Arch], *, spac
 
 
 def _layers(arch: Arch):
-    from ..spec import arch_layers
+    from ..spec import spec_layers
 
-    return [x for x in arch_layers(arch) if x.op in MEASURED_OPS]
+    return [x for x in spec_layers(arch) if x.op in MEASURED_OPS]
 
 
 _STATS = re.compile(r"count=(\d+).*?min=([\d.e+]+).*?max=([\d.e+]+).*?avg=([\d.e+]+)")

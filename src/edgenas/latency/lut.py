@@ -23,7 +23,10 @@ SCHEMA_VERSION = 1
 
 
 def layer_key(layer: Layer, precision: str) -> str:
-    return (f"{layer.op}|{layer.in_channels}x{layer.in_size[0]}x{layer.in_size[1]}"
+    # A mode (resize kind, weighted fusion, argmax form) or a sum of more than two inputs gets its own part;
+    # the layers the classification tables hold keep the keys they were measured under.
+    extra = f"|{layer.mode or '-'}:{layer.num_inputs}" if layer.mode or layer.num_inputs > 2 else ""
+    return (f"{layer.op}{extra}|{layer.in_channels}x{layer.in_size[0]}x{layer.in_size[1]}"
             f"|{layer.out_channels}x{layer.out_size[0]}x{layer.out_size[1]}|k{layer.kernel_size}s{layer.stride}"
             f"d{layer.dilation}g{layer.groups}|{layer.act}|{'bias' if layer.bias or layer.norm else 'nobias'}"
             f"|{precision}")

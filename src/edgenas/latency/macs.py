@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..spec import Arch, arch_layers
+from ..spec import Arch, spec_layers
 from .base import LatencyReport, LayerTime
 
 
@@ -11,6 +11,6 @@ class MacsModel:
     unit = "MMACs"
 
     def predict(self, arch: Arch) -> LatencyReport:
-        layers = [LayerTime(x.path, x.op, x.macs / 1e6, "analytic") for x in arch_layers(arch) if x.macs]
+        layers = [LayerTime(x.path, x.op, x.macs / 1e6, "analytic") for x in spec_layers(arch) if x.macs]
         return LatencyReport(self.name, arch.name, arch.input_size, sum(x.value for x in layers), self.unit,
                              "any", layers)

@@ -16,11 +16,11 @@ from torch import nn
 from ..env import cpu_model
 from ..nn.layers import make_act
 from ..rng import seeded
-from ..spec import Arch, Layer, arch_layers
+from ..spec import Arch, Layer, spec_layers
 from .base import LatencyError, LatencyReport, LayerTime
 from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
 
-MEASURED_OPS = ("conv", "linear", "pool", "add", "mul")
+MEASURED_OPS = ("conv", "linear", "pool", "add", "mul", "avg_pool", "max_pool", "resize", "concat", "argmax")
 
 
 class _Binary(nn.Module):
@@ -59,10 +59,54 @@ def _layer_module(layer: Layer) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         return nn.Sequential(nn.Linear(c, layer.out_channels), make_act(layer.act)).eval(), (torch.randn(1, c),)
     if layer.op == "pool":
         return nn.AdaptiveAvgPool2d(1), (x,)
-    if layer.op in ("add", "mul"):
+    if layer.op == "mul" or (layer.op == "add" and layer.num_inputs <= 2 and not layer.mode):
         other = torch.randn(1, c, h, w) if layer.op == "add" else torch.rand(1, c, 1, 1)
         return _Binary(layer.op), (x, other)
+    return _graph_layer(layer, c, h, w)
+
+
+def _graph_layer(layer: Layer, c: int, h: int, w: int):
+    """The layers heads add (N-input and weighted sums, pooling windows, resizes, concat, argmax), built
+    with the same modules the network uses, so the runtime sees the same ops."""
+    from ..nn.network import Fuse, Resize, SamePool
+
+    if layer.op == "add":
+        return _Inputs(Fuse(layer.mode or "sum", layer.num_inputs, c)), tuple(
+            torch.randn(1, c, h, w) for _ in range(layer.num_inputs))
+    if layer.op == "concat":
+        widths = [c // layer.num_inputs + (i < c % layer.num_inputs) for i in range(layer.num_inputs)]
+        return _Inputs(Fuse("concat", layer.num_inputs, c)), tuple(torch.randn(1, k, h, w) for k in widths)
+    x = torch.randn(1, c, h, w)
+    if layer.op in ("avg_pool", "max_pool"):
+        return SamePool(layer.op.removesuffix("_pool"), layer.kernel_size, layer.stride), (x,)
+    if layer.op == "resize":
+        return Resize(layer.out_size, layer.mode), (x,)
+    if layer.op == "argmax":
+        return (_OneHotArgmax() if layer.mode == "onehot" else _Argmax()), (x,)
     raise LatencyError(f"{layer.path}: cannot measure a {layer.op!r} layer")
+
+
+class _Inputs(nn.Module):
+    """A module over a list of tensors, called with them as separate inputs (what exporters want)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *xs):
+        return self.inner(list(xs))
+
+
+class _Argmax(nn.Module):
+    def forward(self, x):
+        return x.argmax(dim=1, keepdim=True)
+
+
+class _OneHotArgmax(nn.Module):
+    def forward(self, x):
+        from ..nn.network import onehot_argmax
+
+        return onehot_argmax(x)
 
 
 def arch_module(arch: Arch, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
@@ -70,7 +114,12 @@ def arch_module(arch: Arch, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tenso
     from ..nn import build_model
 
     with seeded(seed):
-        return build_model(arch).eval(), (torch.randn(1, arch.in_channels, arch.input_size, arch.input_size),)
+        model = build_model(arch).eval()
+        if getattr(arch, "tail", None) is not None:  # a network with a serving tail is timed as it is served
+            from ..nn.network import Serving
+
+            model = Serving(model).eval()
+        return model, (torch.randn(1, arch.in_channels, arch.input_size, arch.input_size),)
 
 
 def repeat(call, runs: int, min_total_ms: float = 50.0, max_runs: int = 5000) -> list[float]:
@@ -156,7 +205,7 @@ class MeasuredModel:
         return self.lut.entries[key]
 
     def layers_of(self, arch: Arch) -> list[Layer]:
-        return [x for x in arch_layers(arch) if x.op in MEASURED_OPS]
+        return [x for x in spec_layers(arch) if x.op in MEASURED_OPS]
 
     def predict(self, arch: Arch) -> LatencyReport:
         layers = self.layers_of(arch)

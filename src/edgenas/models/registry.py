@@ -9,31 +9,40 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Callable
 
-from ..spec import Arch
+from ..spec import Arch, Network
 from ..spec.errors import UnknownName
-from . import edgetpu_v1, edgetpu_v2, mobilenet
+from . import edgetpu_v1, edgetpu_v2, mobilenet, segmentation
 
 
 @dataclass(frozen=True)
 class Published:
     """A figure the model's authors published, with where it comes from."""
 
-    top1: float  # ImageNet top-1, %
+    top1: float | None  # ImageNet top-1, %
     note: str  # precision and protocol, e.g. "int8 TFLite"
     source: str
     params: float | None = None  # millions, as published
     macs: float | None = None  # millions, as published
     latency_ms: float | None = None
     latency_device: str = ""
+    miou: float | None = None  # segmentation: mIoU, %, on the protocol ``note`` names
+    miou_fused: float | None = None  # the same checkpoint served with the fused-argmax tail
+
+    @property
+    def quality(self) -> str:
+        if self.top1 is not None:
+            return f"{self.top1:.2f} top-1"
+        return f"{self.miou:.2f} mIoU" if self.miou is not None else "-"
 
 
 @dataclass(frozen=True)
 class ModelCard:
     name: str
     family: str
-    build_arch: Callable[..., Arch]  # num_classes -> Arch
+    build_arch: Callable[..., Arch | Network]  # num_classes -> Arch (classification) or Network
     default_classes: int
     published: Published | None = None
+    task: str = "classification"
 
 
 _EDGETPU_README = "tensorflow/models official/projects/edgetpu/vision/README.md"
@@ -66,6 +75,32 @@ def _cards() -> list[ModelCard]:
         ModelCard("mobilenet_v3_small", "MobileNetV3", mobilenet.mobilenet_v3_small, 1000,
                   Published(67.5, "float, 224", slim, 2.9, 66, 15.8, "Pixel 1 CPU")),
     ]
+    return cards + _segmentation_cards()
+
+
+def _segmentation_cards() -> list[ModelCard]:
+    """Reference 4.4: int8, 512 x 512, ADE20K-32 (31 scored classes); mIoU with and without fused argmax."""
+    from .edgetpu_v2 import mobilenet_edgetpu_v2
+
+    note, src, cards = "int8 TFLite, 512, ADE20K-32", _EDGETPU_README + "; TF-Hub deeplab-edgetpu", []
+    for v, (params, miou, fused) in {"xs": (3.6, 56.02, 56.00), "s": (5.2, 59.43, 59.41),
+                                     "m": (7.7, 59.81, 59.79)}.items():
+        cards.append(ModelCard(
+            f"deeplabv3plus_mobilenet_edgetpu_v2_{v}", "DeepLabv3+",
+            lambda num_classes=32, v=v: segmentation.deeplabv3plus(
+                mobilenet_edgetpu_v2(v), f"deeplabv3plus_mobilenet_edgetpu_v2_{v}", num_classes), 32,
+            Published(None, note, src, params=params, miou=miou, miou_fused=fused), task="segmentation"))
+    cards.append(ModelCard(
+        "deeplabv3plus_mobilenet_v2", "DeepLabv3+",
+        lambda num_classes=32: segmentation.deeplabv3plus(mobilenet.mobilenet_v2(), "deeplabv3plus_mobilenet_v2",
+                                                          num_classes), 32,
+        Published(None, note, src, params=2.34, miou=54.06), task="segmentation"))
+    src = _EDGETPU_README + "; TF-Hub autoseg-edgetpu"
+    for v, pub in {"xs": Published(None, note, src, params=2.9, miou=59.64, miou_fused=59.62),
+                   "s": Published(None, note, src, params=3.1, miou=61.31, miou_fused=61.28), "m": None}.items():
+        cards.append(ModelCard(f"autoseg_edgetpu_{v}", "Autoseg-EdgeTPU",
+                               lambda num_classes=32, v=v: segmentation.autoseg_edgetpu(v, num_classes), 32, pub,
+                               task="segmentation"))
     return cards
 
 
@@ -81,9 +116,10 @@ def _index(cards: list[ModelCard]) -> dict[str, ModelCard]:
 MODELS: dict[str, ModelCard] = _index(_cards())
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern``, in registration order."""
-    return [name for name in MODELS if fnmatch.fnmatch(name, pattern)]
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (and ``task``), in registration order."""
+    return [name for name, card in MODELS.items()
+            if fnmatch.fnmatch(name, pattern) and (task is None or card.task == task)]
 
 
 def model_card(name: str) -> ModelCard:
@@ -94,8 +130,9 @@ def model_card(name: str) -> ModelCard:
     return MODELS[name]
 
 
-def get_arch(name: str, num_classes: int | None = None) -> Arch:
-    """The registered model's ``Arch``, with its published class count unless ``num_classes`` is given."""
+def get_arch(name: str, num_classes: int | None = None) -> Arch | Network:
+    """The registered model's spec (an ``Arch``, or a ``Network`` for dense tasks), with its published class
+    count unless ``num_classes`` is given."""
     card = model_card(name)
     return card.build_arch(num_classes=num_classes or card.default_classes)
 

@@ -119,14 +119,22 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_model(arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native") -> ClassificationModel:
-    """Build the classification network an ``Arch`` describes.
+def build_model(spec, *, output_stride: int | None = None, gc_mode: str = "native", **kwargs):
+    """Build the network a spec describes: an ``Arch`` gives a ``ClassificationModel``, a ``Network`` a
+    ``NetworkModel`` (``kwargs``: its ``padding``).
 
     Args:
-        output_stride: cap the backbone's stride at 8, 16 or 32 with dilation (dense tasks).
+        output_stride: cap the backbone's stride at 8, 16 or 32 with dilation (dense tasks; a ``Network``
+            carries its own).
         gc_mode: ``"native"`` grouped convs, or ``"split"`` (slice -> conv -> concat, Google's portable form).
     """
-    return ClassificationModel(arch, output_stride=output_stride, gc_mode=gc_mode)
+    from ..spec import Network
+
+    if isinstance(spec, Network):
+        from .network import build_network
+
+        return build_network(spec, gc_mode=gc_mode, **kwargs)
+    return ClassificationModel(spec, output_stride=output_stride, gc_mode=gc_mode, **kwargs)
 
 
 def build_backbone(arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native") -> Backbone:

@@ -345,7 +345,7 @@ def _result(job: TunasSearch) -> dict:
         return float(np.mean([job.score(d, x, y).quality for x, y in held]))
 
     zoo = []
-    for name in list_models():
+    for name in list_models(task="classification"):
         z = get_arch(name)
         if z.input_size != space.template.input_size:
             continue  # latency at another deployment size is not comparable

@@ -8,11 +8,16 @@ from .blocks import BLOCK_TYPES, IBN, GCIBN, Act, Block, BlockBase, Conv, FusedI
 from .blocks import make_divisible
 from .errors import SpecError
 from .layer import Layer
-from .shapes import Counts, FeatureLevel, PlannedBlock, arch_layers, block_plan, count, feature_levels
+from .shapes import Counts, FeatureLevel, PlannedBlock, arch_layers, block_plan, count, feature_levels, spec_layers
+from .network import (ConvOp, DropoutOp, Network, Node, PoolOp, ResizeOp, SegmentationHead, SepConvOp, Tail,
+                      load_spec, parse_network, parse_spec)
+from .graph import network_layers, plan_network
 
 __all__ = [
     "SCHEMA_VERSION", "Arch", "Head", "Norm", "Preprocess", "Stage", "Stem", "load_arch", "parse_arch",
     "BLOCK_TYPES", "IBN", "GCIBN", "Act", "Block", "BlockBase", "Conv", "FusedIBN", "GroupedIBN", "SepConv",
     "Skip", "make_divisible", "SpecError", "Layer", "Counts", "FeatureLevel", "PlannedBlock", "arch_layers",
-    "block_plan", "count", "feature_levels",
+    "block_plan", "count", "feature_levels", "spec_layers", "ConvOp", "DropoutOp", "Network", "Node", "PoolOp",
+    "ResizeOp", "SegmentationHead", "SepConvOp", "Tail", "load_spec", "parse_network", "parse_spec",
+    "network_layers", "plan_network",
 ]

@@ -129,6 +129,10 @@ class Arch(Spec):
         return sum(len(s.blocks) for s in self.stages)
 
     @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    @property
     def out_channels(self) -> int:
         """Channels of the last backbone feature (before the head)."""
         return self.stages[-1].out_channels

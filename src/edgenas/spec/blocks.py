@@ -104,7 +104,7 @@ class _Residual(BlockBase):
     def _with_add(self, path, cin, cout, layers):
         if self.has_residual(cin, cout):
             end = layers[-1]
-            layers.append(Layer(path=f"{path}.add", op="add", in_channels=cout, out_channels=cout,
+            layers.append(Layer(path=f"{path}.add", op="add", num_inputs=2, in_channels=cout, out_channels=cout,
                                 in_size=end.out_size, out_size=end.out_size))
         return layers
 

@@ -18,7 +18,12 @@ class Op(StrEnum):
     LINEAR = "linear"
     POOL = "pool"  # global average pool
     MUL = "mul"  # elementwise, with broadcasting (squeeze-and-excite's scale)
-    ADD = "add"  # elementwise (residuals)
+    ADD = "add"  # elementwise sum of ``num_inputs`` tensors (residuals: 2), weighted where ``mode`` says so
+    AVG_POOL = "avg_pool"  # k x k window with stride, 'same' padding (padding not counted in the mean, as TF)
+    MAX_POOL = "max_pool"
+    RESIZE = "resize"  # to ``out_size``; ``mode`` bilinear (half-pixel centres) or nearest
+    CONCAT = "concat"  # ``num_inputs`` tensors along channels
+    ARGMAX = "argmax"  # over channels; ``mode`` "plain" (an int op) or "onehot" (Google's elementwise form)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +43,8 @@ class Layer:
     bias: bool = False
     norm: bool = False  # a BatchNorm follows (folded away at inference)
     act: str = "none"
+    mode: str = ""  # resize: bilinear | nearest; add: sum | attn | fastattn | channel_attn | ...; argmax
+    num_inputs: int = 1  # tensors an add or concat combines
 
     def __post_init__(self):
         object.__setattr__(self, "op", Op(self.op))  # a typo'd op fails here, not in a latency table
@@ -49,6 +56,8 @@ class Layer:
             return w + self.out_channels * (int(self.bias) + 2 * int(self.norm))
         if self.op == "linear":
             return self.in_channels * self.out_channels + self.out_channels * int(self.bias)
+        if self.op == "add" and self.mode.endswith("attn"):  # one learnt weight per input (per channel)
+            return self.num_inputs * (self.out_channels if self.mode.startswith("channel_") else 1)
         return 0
 
     @property

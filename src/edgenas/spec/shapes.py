@@ -111,7 +111,19 @@ def arch_layers(arch: Arch, input_size: int | None = None) -> list[Layer]:
     return layers + head_layers(arch, layers[-1].out_size if len(layers) else (input_size,) * 2)
 
 
-def count(arch: Arch, input_size: int | None = None) -> Counts:
-    """Analytic parameters (trainable: weights, biases, BN affine) and MACs of the classification network."""
-    layers = arch_layers(arch, input_size)
+def spec_layers(spec, input_size: int | None = None) -> list[Layer]:
+    """Every layer of an ``Arch`` (classifier) or a ``Network`` (with its serving tail, where it has one)."""
+    from .network import Network
+
+    if isinstance(spec, Network):
+        from .graph import network_layers
+
+        return network_layers(spec, input_size)
+    return arch_layers(spec, input_size)
+
+
+def count(spec, input_size: int | None = None) -> Counts:
+    """Analytic parameters (trainable: weights, biases, BN affine, fusion weights) and MACs of an ``Arch`` or a
+    ``Network``."""
+    layers = spec_layers(spec, input_size)
     return Counts(sum(layer.params for layer in layers), sum(layer.macs for layer in layers))
