@@ -1,8 +1,21 @@
+import os
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The project's shared folder beside the checkout (../shared: real datasets for the seg/det tests); CI has it.
+SHARED = Path(os.environ.get("EDGENAS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def need_shared(relative: str, what: str) -> Path:
+    """``SHARED / relative``; missing, the test skips, except under CI=true, where a missing input fails."""
+    path = SHARED / relative
+    if path.exists():
+        return path
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{path}: missing; {what} must be present under CI=true")
+    pytest.skip(f"{path}: missing ({what})")
 
 
 @pytest.fixture

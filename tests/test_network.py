@@ -191,3 +191,27 @@ def test_tf_same_padding_and_pooling():
     out = SamePool("avg", 3, 2)(x)  # windows rows/cols {0,1,2} and {2,3}+pad; the pad is not averaged
     assert torch.allclose(out, torch.tensor([[[[5.0, 6.5], [11.0, 12.5]]]]))
     assert torch.equal(SamePool("max", 3, 2)(x), torch.tensor([[[[10.0, 11.0], [14.0, 15.0]]]]))
+
+
+def _cli(capsys, *argv):
+    from edgenas.cli import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_profile_validate_and_latency_work_on_networks(capsys, tmp_path):
+    code, out, _ = _cli(capsys, "profile", "autoseg_edgetpu_xs", "--tail", "resize256,argmax,resize512")
+    assert code == 0 and "tail.1.argmax" in out and "2,354,616 params, 1,914,247,680 MACs" in out
+    path = tmp_path / "net.yaml"
+    get_arch("deeplabv3plus_mobilenet_v2").save(path)
+    code, out, _ = _cli(capsys, "arch", "validate", str(path))
+    assert code == 0 and "segmentation network" in out and "8 nodes" in out
+    code, out, _ = _cli(capsys, "latency", "autoseg_edgetpu_xs", "--target", "edgetpu", "--tail", "resize512,argmax",
+                        "--cache-dir", str(tmp_path))
+    assert code == 0 and "cpu-fallback" in out and "CPU fallback" in out
+    code, _, err = _cli(capsys, "profile", "autoseg_edgetpu_xs", "--tail", "resize51,softmax")
+    assert code == 1 and err.strip().endswith("tail.steps: step 1 'softmax' is not resize<N> or argmax")
+    code, _, err = _cli(capsys, "latency", "mobilenet_v2", "--target", "macs", "--tail", "resize512,argmax")
+    assert code == 1 and "only segmentation networks have a tail" in err

@@ -17,8 +17,9 @@ from edgenas.data.segmentation import (CAMVID_CLASSES, COMPOSITE_CLASSES, THRESH
                                        composite_scenes, mask_folder, read_label)
 from edgenas.errors import EdgenasError
 
+from conftest import need_shared
+
 ADE = Path(__file__).parent / "fixtures" / "ade20k-tiny"
-CAMVID = Path(__file__).parents[2] / "shared" / "data" / "camvid"  # /work/shared beside the checkout
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
@@ -32,8 +33,7 @@ def _need(path: Path, what: str) -> None:
 
 @pytest.fixture
 def camvid_root() -> Path:
-    _need(CAMVID / "val.txt", "the shared CamVid copy")
-    return CAMVID
+    return need_shared("data/camvid/val.txt", "the shared CamVid copy").parent
 
 
 def save(path: Path, array: np.ndarray) -> Path:

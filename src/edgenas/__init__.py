@@ -8,6 +8,7 @@ _LAZY = {  # torch-backed entry points load on first use, so ``edgenas.spec`` im
     "get_arch": "edgenas.models",
     "build_model": "edgenas.nn",
     "from_timm": "edgenas.models.timm_weights",
+    "from_tflite": "edgenas.models.tflite_import",
 }
 
 

@@ -24,6 +24,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"edgenas: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
+TAIL_HELP = "segmentation: the serving tail, e.g. resize512,argmax (exact) or resize256,argmax,resize512 (fused)"
+
 def _at_least(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -78,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("profile", parents=[jsonp], help="per-layer shapes, params and MACs")
     pr.add_argument("ref", help="model name or arch file (.yaml/.json)")
     pr.add_argument("--input-size", type=_POSITIVE)
+    pr.add_argument("--tail", help=TAIL_HELP)
     pr.set_defaults(func=commands.cmd_profile)
 
     a = sub.add_parser("arch", help="architecture files").add_subparsers(dest="arch_command", required=True)
@@ -131,7 +134,8 @@ def _train_parsers(sub, jsonp) -> None:
     rep.add_argument("dir")
     rep.set_defaults(func=search.cmd_report)
 
-    e = sub.add_parser("eval", parents=[jsonp], help="top-1/top-5/per-class accuracy of a checkpoint or timm weights")
+    e = sub.add_parser("eval", parents=[jsonp], help="a checkpoint's (or timm weights') quality: top-1 and per-class "
+                       "accuracy, or mIoU, pixel accuracy and per-class IoU")
     e.add_argument("checkpoint", nargs="?")
     e.add_argument("--model", help="with --weights: a timm-layout model name")
     e.add_argument("--weights", help="timm state dict (.safetensors or torch file)")
@@ -165,6 +169,7 @@ def _latency_parsers(sub, jsonp) -> None:
     lat.add_argument("ref", help="model name or arch file")
     lat.add_argument("--input-size", type=_POSITIVE)
     lat.add_argument("--lut", help="a lookup table file (e.g. from `lut import`) instead of the cache's")
+    lat.add_argument("--tail", help=TAIL_HELP)
     lat.set_defaults(func=latency.cmd_latency)
 
     # `latency calibrate` and `latency check` are rewritten to these names by main(); given no help=, argparse

@@ -10,13 +10,19 @@ import numpy as np
 
 from ..io import write_atomic
 from ..models import MODELS, get_arch, list_models
-from ..spec import Arch, arch_layers, count, load_arch
+from ..spec import Arch, Network, count, load_spec, spec_layers
 from .output import emit_json, millions, table
 
 
-def _arch_from(ref: str, input_size: int | None = None) -> Arch:
-    """A registered model name or an arch file."""
-    arch = load_arch(ref) if Path(ref).suffix in (".json", ".yaml", ".yml") else get_arch(ref)
+def _arch_from(ref: str, input_size: int | None = None, tail: str | None = None) -> Arch | Network:
+    """A registered model name or an arch or network file; ``tail`` sets a network's serving tail."""
+    arch = load_spec(ref) if Path(ref).suffix in (".json", ".yaml", ".yml") else get_arch(ref)
+    if tail is not None:
+        if not isinstance(arch, Network):
+            from ..spec import SpecError
+
+            raise SpecError(f"--tail: {arch.name or ref} is a classifier; only segmentation networks have a tail")
+        arch = arch.with_tail(tail or None)
     return arch.replace(input_size=input_size) if input_size else arch
 
 
@@ -74,8 +80,8 @@ def _add_forward_timing(rows: list[dict], args) -> list[dict]:
 
 
 def cmd_profile(args) -> int:
-    arch = _arch_from(args.ref, args.input_size)
-    layers = arch_layers(arch)
+    arch = _arch_from(args.ref, args.input_size, getattr(args, "tail", None))
+    layers = spec_layers(arch)
     total = count(arch)
     if args.json:
         emit_json({"arch": arch.name, "input_size": arch.input_size, "params": total.params, "macs": total.macs,
@@ -97,13 +103,18 @@ def cmd_profile(args) -> int:
 
 
 def cmd_arch_validate(args) -> int:
-    arch = load_arch(args.file)  # raises SpecError with the path and problem
+    arch = load_spec(args.file)  # raises SpecError with the path and problem
     c = count(arch)
     if args.json:
         emit_json({"valid": True, "name": arch.name, "params": c.params, "macs": c.macs})
+        return 0
+    if isinstance(arch, Network):
+        what = (f"{arch.task} network, {arch.backbone.num_blocks} backbone blocks, {len(arch.nodes)} nodes"
+                + (f", tail {arch.tail.text}" if arch.tail else ""))
     else:
-        print(f"ok: {args.file}: {arch.name or 'unnamed'}, {arch.num_blocks} blocks, {c.params:,} params, "
-              f"{c.macs:,} MACs at {arch.input_size}x{arch.input_size}")
+        what = f"{arch.num_blocks} blocks"
+    print(f"ok: {args.file}: {arch.name or 'unnamed'}, {what}, {c.params:,} params, "
+          f"{c.macs:,} MACs at {arch.input_size}x{arch.input_size}")
     return 0
 
 

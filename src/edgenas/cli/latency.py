@@ -17,7 +17,7 @@ def _model(args, **options):
 
 
 def cmd_latency(args) -> int:
-    arch = _arch_from(args.ref, args.input_size)
+    arch = _arch_from(args.ref, args.input_size, args.tail)
     report = _model(args).predict(arch)
     if args.json:
         emit_json(report.to_dict())

@@ -245,7 +245,7 @@ class Network(Spec):
         return self.replace(head=head)
 
     def with_tail(self, tail: str | Tail | None) -> Network:
-        return self.replace(tail=Tail(steps=tail) if isinstance(tail, str) else tail)
+        return self.replace(tail=tail.text if isinstance(tail, Tail) else tail)  # text is validated with its path
 
     # --- serialization -------------------------------------------------------------------------------
     def to_dict(self, compact: bool = False) -> dict:
