@@ -393,7 +393,7 @@ def test_fuzz_config_overrides_are_valid_or_one_line_errors(tmp_path_factory, ov
 def test_fuzz_config_overrides_through_the_cli(capsys, monkeypatch, overrides):
     import edgenas.train.loop
 
-    monkeypatch.setattr(edgenas.train.loop, "fit_classification", lambda cfg, resume: None)  # validate, don't train
+    monkeypatch.setattr(edgenas.train.loop, "fit", lambda cfg, resume: None)  # validate, don't train
     argv = ["train", "--model", "mobilenet_v3_small"] + [a for o in overrides for a in ("--set", o)]
     code, err = cli(capsys, *argv)
     if code != 0:

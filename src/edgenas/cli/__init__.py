@@ -154,6 +154,7 @@ def _train_parsers(sub, jsonp) -> None:
     x.add_argument("--check-images", type=_POSITIVE, default=1000, help="test images for the parity check")
     x.add_argument("--calibration-images", type=_COUNT, default=256, help="training images for int8 ranges")
     x.add_argument("--data-dir")
+    x.add_argument("--tail", help=TAIL_HELP + "; default: the network's own, else resize<input>,argmax")
     x.set_defaults(func=export.cmd_export)
 
 

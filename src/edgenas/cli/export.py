@@ -6,9 +6,9 @@ from .output import emit_json
 
 
 def cmd_export(args) -> int:
-    from ..export import ExportError, export
-    from ..export.api import parity_data
+    from ..export import ExportError
     from ..io import writable
+    from ..tasks import get_task
     from ..train.setup import load_trained
 
     if args.format.endswith("int8") and args.calibration_images < 1:
@@ -18,13 +18,10 @@ def cmd_export(args) -> int:
         "onnx": ".onnx", "onnx-int8": ".int8.onnx", "tflite": ".tflite", "tflite-int8": ".int8.tflite"}[args.format])
     cfg, arch, model = load_trained(args.checkpoint, ema=args.ema, gc_mode=args.gc_mode,
                                     overrides=[f"data.data_dir={args.data_dir}"] if args.data_dir else [])
-    images, labels, calib = parity_data(cfg, arch, args.check_images, args.calibration_images)
-    report = export(model, args.format, out, images, labels, calib)
+    record, line = get_task(cfg).export(model, args.format, out, cfg, arch, check=args.check_images,
+                                        calibration=args.calibration_images, tail=args.tail)
     if args.json:
-        emit_json(report.to_dict())
+        emit_json(record)
         return 0
-    checks = (f"max |diff| vs PyTorch {report.max_abs_diff:.2e} ({report.max_rel_diff:.1e} of the largest logit)"
-              if report.max_abs_diff is not None else
-              f"top-1 {report.top1:.2f}% (fp32 {report.reference_top1:.2f}%), agreement {report.top1_agreement:.2f}%")
-    print(f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): {checks} on {report.images} test images")
+    print(line)
     return 0

@@ -23,15 +23,16 @@ def run_config(args, base: dict | None = None):
 
 
 def cmd_train(args) -> int:
-    from ..train.loop import fit_classification
+    from ..tasks import get_task
+    from ..train import loop
 
     cfg = run_config(args)
-    record = fit_classification(cfg, resume=args.resume)
+    record = loop.fit(cfg, resume=args.resume)
     if args.json:
         emit_json(record)
     elif record:
-        print(f"{cfg.out}: epoch {record['epoch'] + 1}/{cfg.train.epochs}, val top-1 {record['val_top1']:.2f}%, "
-              f"checkpoint {cfg.out}/checkpoint.pt")
+        print(f"{cfg.out}: epoch {record['epoch'] + 1}/{cfg.train.epochs}, val {get_task(cfg).quality_label} "
+              f"{record['val_quality']:.2f}%, checkpoint {cfg.out}/checkpoint.pt")
     return 0
 
 
@@ -40,8 +41,10 @@ def cmd_eval(args) -> int:
 
     from ..config import load_config
     from ..errors import EdgenasError
+    from ..tasks import get_task
+    from ..tasks.base import percent
     from ..train.loop import evaluate
-    from ..train.setup import dataset, load_trained
+    from ..train.setup import load_trained
 
     timm = bool(args.model or args.weights)
     if bool(args.checkpoint) == timm or (timm and not (args.model and args.weights)):
@@ -59,14 +62,15 @@ def cmd_eval(args) -> int:
                                 "train": {"batch_size": 32}}, overrides=args.set or [])
     if args.data_dir:
         cfg = load_config(base=cfg.model_dump(mode="json"), overrides=[f"data.data_dir={args.data_dir}"])
-    val_set = dataset(cfg, arch, "val")
+    task = get_task(cfg)  # the checkpoint's own config names its task
+    val_set = task.dataset(cfg, arch, "val")
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
-    meter = evaluate(model, val_set, cfg.train.batch_size, arch.head.num_classes)
+    meter = evaluate(model, val_set, task.meter(arch), task.loss(cfg, train=False), cfg.train.batch_size)
     summary = meter.summary(getattr(val_set, "classes", None))
     if args.json:
         emit_json(summary)
         return 0
-    print(f"{summary['images']} images: top-1 {summary['top1']:.2f}%, top-5 {summary['top5']:.2f}%, "
-          f"loss {summary['loss']:.4f}")
-    print(table([[k, f"{v:.2f}"] for k, v in summary["per_class"].items()], ["class", "accuracy %"], "lr"))
+    print(task.headline(summary))
+    title, values = task.per_class(summary)
+    print(table([[k, percent(v)] for k, v in values.items()], ["class", title], "lr"))
     return 0

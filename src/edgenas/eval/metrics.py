@@ -1,4 +1,5 @@
-"""Classification metrics from a confusion matrix: top-1, top-5, per-class accuracy."""
+"""Classification metrics from a confusion matrix: top-1, top-5, per-class accuracy; ``quality`` is top-1, the
+headline figure every task's meter reports."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ class ClassificationMeter:
         total = max(self.count, 1)
         per_class = (self.confusion.diag().float() / self.confusion.sum(1).clamp(min=1).float()).tolist()
         names = classes or [str(i) for i in range(self.num_classes)]
-        return {"top1": float(self.confusion.diag().sum()) / total * 100, "top5": self.top5_correct / total * 100,
+        top1 = float(self.confusion.diag().sum()) / total * 100
+        return {"quality": top1, "top1": top1, "top5": self.top5_correct / total * 100,
                 "loss": self.loss_sum / total, "images": self.count,
                 "per_class": {n: round(a * 100, 2) for n, a in zip(names, per_class)},
                 "confusion": self.confusion.tolist()}

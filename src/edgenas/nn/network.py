@@ -52,6 +52,8 @@ class SamePool(nn.Module):
         self.kind, self.kernel, self.stride = kind, kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) == (1, 1):  # one real pixel in the window: itself (and no degenerate op to export)
+            return x
         top, bottom = tf_same_pads(x.shape[-2], self.kernel, self.stride)
         left, right = tf_same_pads(x.shape[-1], self.kernel, self.stride)
         pads = (left, right, top, bottom)
@@ -60,11 +62,26 @@ class SamePool(nn.Module):
         total = F.avg_pool2d(F.pad(x, pads), self.kernel, self.stride)
         if not any(pads):
             return total
-        ones = F.pad(torch.ones_like(x[:1, :1]), pads)
-        return total / F.avg_pool2d(ones, self.kernel, self.stride)
+        scale = _window_scale(tuple(x.shape[-2:]), pads, self.kernel, self.stride)
+        if len(scale) == len(scale[0]) == 1:
+            return total * scale[0][0]
+        return total * torch.tensor(scale, dtype=x.dtype, device=x.device)[None, None]
 
     def extra_repr(self) -> str:
         return f"{self.kind}, kernel={self.kernel}, stride={self.stride}"
+
+
+def _window_scale(size: tuple[int, int], pads: tuple[int, ...], kernel: int, stride: int) -> list[list[float]]:
+    """k*k / (real pixels in each window): turns an average over a zero-padded window into TF's average over
+    its real pixels. Plain Python from shapes alone, so exporters see a constant, not a graph over the input."""
+    left, right, top, bottom = pads
+
+    def counts(n, before, after):
+        out = -(-n // stride)
+        return [sum(1 for p in range(o * stride, o * stride + kernel) if before <= p < before + n)
+                for o in range(out)]
+
+    return [[kernel * kernel / (r * c) for c in counts(size[1], left, right)] for r in counts(size[0], top, bottom)]
 
 
 class Resize(nn.Module):
@@ -224,6 +241,7 @@ class NetworkModel(nn.Module):
         self.head = op_module(head.classifier, src.channels, network.norm)
         self.source = head.source
         self.tail = ServingTail(network.tail) if network.tail is not None else None
+        self.tail_text = network.tail.text if network.tail is not None else ""
         init_weights(self)
         nn.init.constant_(self._classifier_conv().bias, head.bias_init)
         if padding == "tf":

@@ -1,7 +1,8 @@
 """A task-agnostic fit loop: schedules, EMA, AMP, gradient clipping, atomic per-epoch checkpoints that resume
 to bitwise the same weights, and data parallelism under ``torchrun`` (gloo on CPU, nccl on GPU).
 
-The task supplies the model, the datasets and the loss; classification is ``fit_classification``.
+The task (``edgenas.tasks``, chosen by ``RunConfig.task``) supplies the spec, the datasets, the loss and the
+meter; the loop never asks which task it runs. ``fit_classification`` is the loop's older name.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from torch import nn
 from ..config import RunConfig
 from ..env import environment
 from ..errors import EdgenasError
-from ..eval.metrics import ClassificationMeter
 from ..io import open_folder, write_atomic
 from ..nn import build_model
+from ..tasks import get_task
+from ..tasks.base import Loss, Meter
 from .checkpoint import TRAINED, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .schedule import lr_factor
-from .setup import datasets, run_arch
 
 CHECKPOINT = "checkpoint.pt"
 RESUMED = (*TRAINED, "optimizer", "scheduler", "rng", "epoch", "history")  # what a resumed run reads
@@ -84,7 +85,7 @@ def epoch_lr_factor(step: int, cfg: RunConfig, steps_per_epoch: int) -> float:
     """``cfg.train``'s schedule (set in epochs) at ``step``."""
     t = cfg.train
     return lr_factor(step, t.epochs * steps_per_epoch, t.warmup_epochs * steps_per_epoch, schedule=t.schedule,
-                     decay_rate=t.decay_rate, decay_every=t.decay_epochs * steps_per_epoch)
+                     decay_rate=t.decay_rate, decay_every=t.decay_epochs * steps_per_epoch, power=t.poly_power)
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -109,10 +110,11 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int, num_classes: int, rank: int = 0, world: int = 1,
-             channels_last: bool = False) -> ClassificationMeter:
+def evaluate(model: nn.Module, dataset, meter: Meter, loss_fn: Loss, batch_size: int, rank: int = 0,
+             world: int = 1, channels_last: bool = False) -> Meter:
+    """``meter`` (a task's, e.g. ``task.meter(spec)``) filled with this process's share of ``dataset`` and
+    all-reduced over the processes."""
     model.eval()
-    meter = ClassificationMeter(num_classes)
     indices = list(range(len(dataset)))[rank::world]
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size)
     device = next(model.parameters()).device
@@ -121,13 +123,13 @@ def evaluate(model: nn.Module, dataset, batch_size: int, num_classes: int, rank:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x).float()
-        meter.update(logits.cpu(), y.cpu(), nn.functional.cross_entropy(logits, y).item())
+        meter.update(logits.cpu(), y.cpu(), loss_fn(logits, y).item())
     meter.all_reduce()
     return meter
 
 
-def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) -> dict:
-    """Train, evaluating and checkpointing every epoch; returns the last epoch's record.
+def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) -> dict:
+    """Train ``cfg``'s task, evaluating and checkpointing every epoch; returns the last epoch's record.
 
     ``stop_after`` ends the run after that many epochs in total (to test and exercise resume).
     """
@@ -139,9 +141,10 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else \
         torch.device("cpu")
     out = Path(cfg.out)
-    arch = run_arch(cfg)
-    train_set, val_set = datasets(cfg, arch)
-    model = build_model(arch).to(device)
+    task = get_task(cfg)
+    spec = task.spec(cfg)  # an Arch or a Network
+    train_set, val_set = task.datasets(cfg, spec)
+    model = build_model(spec).to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval() if t.ema_decay else None
@@ -156,7 +159,7 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
                               "choose another --out")
     if resume and (out / CHECKPOINT).is_file():
         state = load_checkpoint(out / CHECKPOINT, RESUMED)
-        if state["arch"] != arch.to_json():
+        if state["arch"] != spec.to_json():
             raise CheckpointError(f"{out / CHECKPOINT}: was trained on another architecture; use a new --out")
         model.load_state_dict(state["model"])
         if ema is not None:
@@ -166,10 +169,10 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
         set_rng_state(state["rng"])
         start, history = state["epoch"] + 1, json.loads(state["history"])
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+    loss_fn, val_loss = task.loss(cfg), task.loss(cfg, train=False)
     if rank == 0:
         cfg.save(out / "config.yaml")
-        arch.save(out / "arch.yaml")
+        spec.save(out / "arch.yaml")
     log = _metrics_log(out / "metrics.jsonl", start) if rank == 0 else None
     last = stop_after if stop_after is not None else t.epochs
     for epoch in range(start, min(t.epochs, last)):
@@ -205,25 +208,24 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
                 log.write(json.dumps({"epoch": epoch, "step": epoch * len(loader) + i + 1, "loss": loss.item(),
                                       "lr": scheduler.get_last_lr()[0], "images_per_s": rate}) + "\n")
         train_time = time.perf_counter() - t0
-        meter = evaluate(model, val_set, t.batch_size, arch.head.num_classes, rank, world, t.channels_last)
-        summary = meter.summary()
+        summary = evaluate(model, val_set, task.meter(spec), val_loss, t.batch_size, rank, world,
+                           t.channels_last).summary()
         if not math.isfinite(summary["loss"]):  # the epoch's last update met no training loss that would show it
             raise _diverged(f"epoch {epoch + 1}", f"the validation loss is {summary['loss']}", cfg, rank == 0)
-        record = {"epoch": epoch, "train_loss": loss_sum / max(len(indices), 1), "val_top1": summary["top1"],
-                  "val_top5": summary["top5"], "val_images": summary["images"], "processes": world,
-                  "train_images_per_s": seen / train_time,
+        record = {"epoch": epoch, "train_loss": loss_sum / max(len(indices), 1), **task.epoch_record(summary),
+                  "processes": world, "train_images_per_s": seen / train_time,
                   "epoch_seconds": time.perf_counter() - t0}
         if ema is not None:
-            record["ema_val_top1"] = evaluate(ema, val_set, t.batch_size, arch.head.num_classes, rank, world,
-                                              t.channels_last).summary()["top1"]
+            record.update(task.epoch_record(evaluate(ema, val_set, task.meter(spec), val_loss, t.batch_size, rank,
+                                                     world, t.channels_last).summary(), ema=True))
         history.append(record)
         if rank == 0:
-            print(f"\repoch {epoch + 1}/{t.epochs}: val top-1 {record['val_top1']:.2f}% "
-                  + (f"(EMA {record['ema_val_top1']:.2f}%) " if ema is not None else "")
+            print(f"\repoch {epoch + 1}/{t.epochs}: val {task.quality_label} {record['val_quality']:.2f}% "
+                  + (f"(EMA {record['ema_val_quality']:.2f}%) " if ema is not None else "")
                   + f"{record['train_images_per_s']:.0f} img/s, {record['epoch_seconds']:.0f} s", file=sys.stderr)
             log.write(json.dumps(record) + "\n")
             log.flush()
-            save_checkpoint({"arch": arch.to_json(), "config": cfg.to_yaml(), "epoch": epoch,
+            save_checkpoint({"arch": spec.to_json(), "config": cfg.to_yaml(), "epoch": epoch,
                              "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else {},
                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                              "rng": rng_state(), "history": json.dumps(history),
@@ -231,3 +233,6 @@ def fit_classification(cfg: RunConfig, *, resume: bool = False, stop_after: int 
     if log:
         log.close()
     return history[-1] if history else {}
+
+
+fit_classification = fit  # the name the search job, the benchmarks and older scripts call

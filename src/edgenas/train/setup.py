@@ -1,5 +1,6 @@
 """From a ``RunConfig`` to the pieces a classification run needs: the arch (adapted to the data), the
-datasets and the class names. The fit loop itself knows nothing about classification."""
+datasets and the class names (``tasks.ClassificationTask`` hands them to the fit loop, which knows nothing
+about classification); and ``load_trained``, which reads a checkpoint of any task."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..data.fashion_mnist import DataError
 from ..data.shape import FASHION_MNIST, DataShape
 from ..data.transforms import build_transform
 from ..models import get_arch
-from ..spec import Arch, SpecError, load_arch
+from ..spec import Arch, Network, SpecError, load_spec
 
 
 def data_shape(data: DataConfig) -> DataShape:
@@ -43,7 +44,10 @@ def run_arch(cfg: RunConfig) -> Arch:
     m = cfg.model
     if m is None:
         raise SpecError("model: a training run needs model.name or model.arch")
-    arch = get_arch(m.name) if m.name else load_arch(m.arch)
+    arch = get_arch(m.name) if m.name else load_spec(m.arch)
+    if isinstance(arch, Network):
+        field, ref = ("model.name", m.name) if m.name else ("model.arch", m.arch)
+        raise SpecError(f"{field}: {ref} is a {arch.task} network; set task: {arch.task} to train it")
     arch = adapt_arch(arch, data_shape(cfg.data), input_size=m.input_size, num_classes=m.num_classes,
                       stem_stride=m.stem_stride)
     changes: dict = {}
@@ -94,15 +98,16 @@ def datasets(cfg: RunConfig, arch: Arch):
 
 
 def load_trained(checkpoint, *, ema: bool = False, gc_mode: str = "native", overrides: list[str] = ()):
-    """(config, arch, model) of a training checkpoint: its own resolved config (with ``overrides``), its arch,
-    and the model with its weights (the EMA weights when asked; a run trained without EMA has none)."""
+    """(config, spec, model) of a training checkpoint: its own resolved config (with ``overrides``), its spec
+    (an ``Arch``, or a ``Network`` for segmentation), and the model with its weights (the EMA weights when
+    asked; a run trained without EMA has none)."""
     import json
 
     import yaml
 
     from ..config import load_config
     from ..nn import build_model
-    from ..spec import parse_arch
+    from ..spec import parse_spec
     from .checkpoint import CheckpointError, load_checkpoint
 
     state = load_checkpoint(checkpoint)
@@ -110,7 +115,7 @@ def load_trained(checkpoint, *, ema: bool = False, gc_mode: str = "native", over
         raise CheckpointError(f"{checkpoint}: was trained without EMA (train.ema_decay 0), so it has no EMA "
                               "weights for --ema; drop --ema")
     try:
-        base, arch = yaml.safe_load(state["config"]), parse_arch(json.loads(state["arch"]))
+        base, arch = yaml.safe_load(state["config"]), parse_spec(json.loads(state["arch"]))
     except (TypeError, ValueError, yaml.YAMLError) as err:  # SpecError is a ValueError
         raise CheckpointError(f"{checkpoint}: its stored config or arch is unreadable ({err})") from None
     cfg = load_config(base=base, overrides=list(overrides))

@@ -1,0 +1,155 @@
+"""Segmentation: a ``Network`` whose class count comes from the dataset, per-pixel cross-entropy that ignores
+label 255, and mIoU.
+
+Logits come out at the head's stride (8 for Autoseg, 16 for DeepLabv3+); the loss and the metric resize them
+bilinearly to the label's size, as Google's training does (``use_groundtruth_dimension``), so labels are never
+downsampled and every labelled pixel counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data.fashion_mnist import DataError
+from ..data.segmentation import ADE20K_32_CLASSES, CAMVID_CLASSES, COMPOSITE_CLASSES
+from ..eval.seg_metrics import SegmentationMeter, resize_logits
+from ..spec import Network, SpecError
+from .base import BaseTask, Loss, percent
+
+IGNORE_INDEX = 255
+# Class counts a dataset fixes (ADE20K: Google's 32-class protocol; CamVid: SegNet's 11; composite: background +
+# the 10 Fashion-MNIST classes). ``folder`` has none: model.num_classes gives it.
+NUM_CLASSES = {"composite": len(COMPOSITE_CLASSES), "ade20k": len(ADE20K_32_CLASSES), "camvid": len(CAMVID_CLASSES)}
+COMPOSITE_SCENES = {"train": 1000, "val": 200}  # when data.train_subset / val_subset leave the count open
+# Validation scenes are drawn with their own seed (and Fashion-MNIST's test objects), so every train.seed is
+# scored on the same images, none of which it trained on.
+COMPOSITE_VAL_SEED = 1_000_003
+
+
+def network(cfg) -> Network:
+    """The network to train: the registered model or network file, with the dataset's classes (or
+    ``model.num_classes``) at ``model.input_size`` (default: its deployment size), and the config's
+    BatchNorm momentum and drop-path rate. Latency stays a property of the deployment network; results say
+    which size the model was trained at."""
+    from ..models import get_arch
+    from ..spec import load_spec
+
+    m = cfg.model
+    if m is None:
+        raise SpecError("model: a training run needs model.name or model.arch")
+    spec = get_arch(m.name) if m.name else load_spec(m.arch)
+    if not isinstance(spec, Network):
+        field, ref = ("model.name", m.name) if m.name else ("model.arch", m.arch)
+        raise SpecError(f"{field}: {ref} is a classification arch, not a segmentation network (`edgenas models` "
+                        "lists each model's task; or set task: classification)")
+    classes = m.num_classes or NUM_CLASSES.get(cfg.data.dataset)
+    if classes is None:
+        raise SpecError(f"model.num_classes: data.dataset {cfg.data.dataset} needs the class count (labels "
+                        f"0..N-1, {IGNORE_INDEX} = ignore)")
+    size = m.input_size or spec.input_size
+    t, backbone = cfg.train, spec.backbone.replace(input_size=size)
+    changes: dict = {"input_size": size}
+    if t.drop_path_rate is not None:
+        backbone = backbone.replace(drop_path_rate=t.drop_path_rate)
+    if t.bn_momentum is not None:  # the backbone's and the nodes' BatchNorm alike
+        backbone = backbone.replace(norm=backbone.norm.model_copy(update={"momentum": t.bn_momentum}))
+        changes["norm"] = spec.norm.model_copy(update={"momentum": t.bn_momentum})
+    return spec.replace(backbone=backbone, **changes).with_classes(classes)
+
+
+def _size(size) -> int | tuple[int, int]:
+    return tuple(size) if isinstance(size, (list, tuple)) else size
+
+
+class SegmentationLoss(nn.Module):
+    """Cross-entropy over the labelled pixels, logits resized to the label first. The sum is divided by the
+    number of labelled pixels, clamped at 1 (Google's ``SegmentationLoss``: sum / (valid + eps)), so a crop
+    that holds only ignored pixels gives 0, not the NaN of a plain mean, which would read as divergence."""
+
+    def __init__(self, ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0):
+        super().__init__()
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = resize_logits(logits, target.shape[-2:])
+        total = nn.functional.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum",
+                                            label_smoothing=self.label_smoothing)
+        return total / (target != self.ignore_index).sum().clamp(min=1)
+
+
+class SegmentationTask(BaseTask):
+    name = "segmentation"
+    quality_label = "mIoU"
+    record_keys = {"miou": "miou", "pixel_acc": "pixel_accuracy"}
+    ema_keys = ("miou",)
+
+    def spec(self, cfg) -> Network:
+        return network(cfg)
+
+    def dataset(self, cfg, spec: Network, split: str):
+        """Training: scale jitter, a ``data.crop_size`` crop and a flip (``augment: basic``), or a resize to the
+        crop size (``none``); validation: a resize to ``data.eval_size``. Both default to the input size."""
+        from ..data import segmentation as seg
+        from ..data.seg_transforms import build_seg_transform
+        from ..train.setup import _check_labels
+
+        d, train = cfg.data, split == "train"
+        p = spec.backbone.preprocess
+        crop, evaluated = _size(d.crop_size or spec.input_size), _size(d.eval_size or spec.input_size)
+        if train and d.augment == "basic":
+            transform = build_seg_transform(True, crop, p.mean, p.std, scale=tuple(d.scale_range), flip=True)
+        else:
+            transform = build_seg_transform(False, crop if train else evaluated, p.mean, p.std)
+        seed, subset, root = cfg.train.seed, d.train_subset if train else d.val_subset, Path(d.data_dir)
+        if d.dataset == "composite":
+            # scenes are generated at the evaluation size; training ones are then jittered and cropped
+            data = seg.composite_scenes(subset or COMPOSITE_SCENES[split], evaluated,
+                                        seed if train else COMPOSITE_VAL_SEED, split="train" if train else "test",
+                                        data_dir=root, transform=transform)
+        elif d.dataset == "ade20k":
+            data = seg.ade20k(root, "training" if train else "validation", transform, seed=seed, subset=subset)
+        elif d.dataset == "camvid":
+            data = seg.camvid(root, split, transform, seed=seed, subset=subset)
+        elif d.dataset == "folder":
+            data = seg.mask_folder(root / "images" / split, root / "masks" / split, spec.num_classes,
+                                   transform=transform, seed=seed, subset=subset)
+        else:  # RunConfig refuses other datasets for this task
+            raise DataError(f"data.dataset: {d.dataset!r} is not a segmentation dataset")
+        _check_labels(data, spec.num_classes, cfg)
+        return data
+
+    def export(self, model, fmt: str, out, cfg, spec: Network, *, check: int, calibration: int,
+               tail: str | None = None) -> tuple[dict, str]:
+        """The serving graph (``tail``, default the exact ``resize<input>,argmax``) exported and checked by
+        pixel agreement on validation images; int8 ranges from training images. (record, one-line summary)"""
+        from ..export.segmentation import export_network
+        from ..nn import build_model
+
+        served = spec.with_tail(tail or spec.tail or f"resize{spec.input_size},argmax")
+        serving = build_model(served)
+        serving.load_state_dict(model.state_dict())
+        train_set, val_set = self.datasets(cfg, spec)
+        train_set.transform = val_set.transform  # calibration sees deployed inputs, not augmented ones
+        images = torch.stack([val_set[i][0] for i in range(min(check, len(val_set)))])
+        calib = [train_set[i][0] for i in range(min(calibration, len(train_set)))]
+        report = export_network(serving.eval(), fmt, out, images, torch.stack(calib) if calib else None)
+        return report.to_dict(), (f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): tail {report.tail}, "
+                                  f"PyTorch's class on {report.pixel_agreement:.2%} of pixels of "
+                                  f"{report.images} validation images")
+
+    def loss(self, cfg, train: bool = True) -> Loss:
+        return SegmentationLoss(IGNORE_INDEX, cfg.train.label_smoothing if train else 0.0)
+
+    def meter(self, spec: Network) -> SegmentationMeter:
+        return SegmentationMeter(spec.num_classes, IGNORE_INDEX)
+
+    def headline(self, summary: dict) -> str:
+        return (f"{summary['images']} images ({summary['pixels']:,} labelled pixels): mIoU "
+                f"{percent(summary['miou'])}%, pixel accuracy {percent(summary['pixel_accuracy'])}%, mean class "
+                f"accuracy {percent(summary['mean_class_accuracy'])}%, loss {summary['loss']:.4f}")
+
+    def per_class(self, summary: dict) -> tuple[str, dict]:
+        return "IoU %", summary["iou"]
