@@ -30,6 +30,9 @@ class ModelConfig(_Section):
     num_classes: NumClasses | None = None  # default: the dataset's
     input_size: InputSize | None = None  # train the same blocks at another resolution (e.g. 28 for Fashion-MNIST)
     stem_stride: Literal[1, 2] | None = None  # e.g. 1 to keep 28 px inputs from collapsing too early
+    # Google's released TFLite of the same network (e.g. the Autoseg-XS file) to start from: every weight
+    # whose shape fits is imported; the network then pads like TF, as those weights were trained
+    pretrained: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self):

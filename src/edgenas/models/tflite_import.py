@@ -114,7 +114,8 @@ def from_tflite(name: str, path: str | Path) -> nn.Module:
 
     graph = read_tflite(path)
     spec = get_arch(name)
-    model = build_model(spec, padding="tf") if name.startswith("autoseg") else use_tf_padding(build_model(spec))
+    model = build_model(spec.replace(padding="tf")) if name.startswith("autoseg") else \
+        use_tf_padding(build_model(spec))
     entries = _conv_entries(graph)
     backbone, head = _our_convs(model)
     if name.startswith("autoseg"):
@@ -158,3 +159,19 @@ def _load_classifier_tail(model: nn.Module, rest, path) -> None:
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(torch.from_numpy(lb.astype(np.float32)))
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
+    """Google's TFLite weights (``from_tflite`` of the model's own registered name) into ``model``, a network of
+    the same family trained for other classes or at another size: every tensor whose shape fits is copied;
+    returns the names of those left as initialised (the classifier's output layer when the classes differ)."""
+    name = model.network.name if hasattr(model, "network") else model.arch.name
+    source = from_tflite(name, path).state_dict()
+    target, skipped = model.state_dict(), []
+    for key, value in target.items():
+        if key in source and source[key].shape == value.shape:
+            target[key] = source[key]
+        else:
+            skipped.append(key)
+    model.load_state_dict(target)
+    return skipped

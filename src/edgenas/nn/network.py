@@ -2,7 +2,8 @@
 
 Each node follows ``spec.graph.plan_network``: inputs resampled to the node's size (TF 'same' pooling, or a
 resize), combined (sum, concat or EfficientDet's weighted sums), then its ops. ``padding="tf"`` pads strided
-convs as TensorFlow's 'same' does (more at the bottom and right), which weights trained in TF expect.
+convs as TensorFlow's 'same' does (more at the bottom and right), which weights trained in TF expect; by
+default the network's own ``padding`` field decides.
 """
 
 from __future__ import annotations
@@ -223,8 +224,9 @@ class NetworkModel(nn.Module):
     """Backbone + graph nodes + class head; ``forward`` returns logits at the head's stride, ``serve`` runs
     the serving tail too. The ``network`` it was built from travels with it."""
 
-    def __init__(self, network: Network, *, gc_mode: str = "native", padding: str = "symmetric"):
+    def __init__(self, network: Network, *, gc_mode: str = "native", padding: str | None = None):
         super().__init__()
+        padding = padding or network.padding
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         self.network = network
@@ -286,6 +288,6 @@ class Serving(nn.Module):
         return self.model.serve(x)
 
 
-def build_network(network: Network, *, gc_mode: str = "native", padding: str = "symmetric") -> NetworkModel:
+def build_network(network: Network, *, gc_mode: str = "native", padding: str | None = None) -> NetworkModel:
     return NetworkModel(network, gc_mode=gc_mode, padding=padding)
 

@@ -201,6 +201,9 @@ class Network(Spec):
     head: Head
     tail: Tail | None = None  # serving only: training and evaluation read the head's logits
     norm: Norm = Norm()  # BatchNorm of the nodes (DeepLab's head: eps 2e-3)
+    # how strided convs pad: PyTorch's symmetric k//2, or TF's 'same' (the odd pixel after), which weights
+    # trained in TF (Google's TFLite files) expect
+    padding: Literal["symmetric", "tf"] = "symmetric"
 
     @model_validator(mode="before")
     @classmethod

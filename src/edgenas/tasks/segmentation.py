@@ -57,6 +57,8 @@ def network(cfg) -> Network:
     if t.bn_momentum is not None:  # the backbone's and the nodes' BatchNorm alike
         backbone = backbone.replace(norm=backbone.norm.model_copy(update={"momentum": t.bn_momentum}))
         changes["norm"] = spec.norm.model_copy(update={"momentum": t.bn_momentum})
+    if m.pretrained:
+        changes["padding"] = "tf"
     return spec.replace(backbone=backbone, **changes).with_classes(classes)
 
 

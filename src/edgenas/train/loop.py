@@ -144,7 +144,15 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
     task = get_task(cfg)
     spec = task.spec(cfg)  # an Arch or a Network
     train_set, val_set = task.datasets(cfg, spec)
-    model = build_model(spec).to(device)
+    model = build_model(spec)
+    if cfg.model is not None and cfg.model.pretrained and not (resume and (out / CHECKPOINT).is_file()):
+        from ..models.tflite_import import load_pretrained
+
+        skipped = load_pretrained(model, cfg.model.pretrained)
+        if rank == 0:
+            print(f"model.pretrained: imported {cfg.model.pretrained}; left as initialised: "
+                  f"{', '.join(skipped) or 'nothing'}", file=sys.stderr)
+    model = model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval() if t.ema_decay else None
