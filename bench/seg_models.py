@@ -1,0 +1,58 @@
+"""The segmentation zoo: analytic params and MACs at 512 against Google's README, and the edgetpu model's
+predicted Pixel 6 latency with the logits only, the exact tail and the two fused tails.
+
+The latencies are a blind test of the accelerator model: it was calibrated on the ten classification latencies
+only, and Google's segmentation latencies are not in the project (reference 4.4). Nothing is measured, so this
+takes seconds once SCALE-Sim has simulated the new layer shapes.
+
+    python bench/seg_models.py --out bench/results/seg_models.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from edgenas.env import write_record
+from edgenas.latency import get_latency_model
+from edgenas.models import MODELS, get_arch, list_models
+from edgenas.spec import count, network_layers
+
+TAILS = {"exact": "resize512,argmax", "fused256": "resize256,argmax,resize512",
+         "fused128": "resize128,argmax,resize512"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache-dir", help="SCALE-Sim cycle cache (default: the package's and ~/.cache/edgenas)")
+    ap.add_argument("--out", default="bench/results/seg_models.json")
+    args = ap.parse_args()
+    edgetpu = get_latency_model("edgetpu", cache_dir=args.cache_dir)
+    rows = []
+    for name in list_models(task="segmentation"):
+        net, pub = get_arch(name), MODELS[name].published
+        c = count(net)
+        backbone = sum(x.params for x in network_layers(net, tail=False)
+                       if not x.path.startswith(("nodes.", "head.")))
+        row = {"model": name, "params": c.params, "macs": c.macs, "backbone_params": backbone,
+               "head_params": c.params - backbone, "published_params_m": pub.params if pub else None,
+               "published_miou": pub.miou if pub else None, "published_miou_fused": pub.miou_fused if pub else None,
+               "edgetpu_ms": {"logits": edgetpu.predict(net).total}}
+        for tail, text in TAILS.items():
+            row["edgetpu_ms"][tail] = edgetpu.predict(net.with_tail(text)).total
+        row["edgetpu_exact_over_fused256"] = row["edgetpu_ms"]["exact"] / row["edgetpu_ms"]["fused256"]
+        rows.append(row)
+    write_record(args.out, {"what": "segmentation zoo: analytic counts at 512 and blind edgetpu predictions",
+                            "edgetpu_params": edgetpu.predict(get_arch("autoseg_edgetpu_xs")).environment["params"],
+                            "tails": TAILS, "models": rows})
+    print(f"{'model':<40} {'params':>10} {'pub. M':>7} {'GMACs':>6} {'logits':>7} {'exact':>7} {'fused256':>8} "
+          f"{'fused128':>8} {'ratio':>6}")
+    for r in rows:
+        ms = r["edgetpu_ms"]
+        pub = f"{r['published_params_m']:.2f}" if r["published_params_m"] else "-"
+        print(f"{r['model']:<40} {r['params']:>10,} {pub:>7} {r['macs'] / 1e9:>6.2f} {ms['logits']:>7.2f} "
+              f"{ms['exact']:>7.2f} {ms['fused256']:>8.2f} {ms['fused128']:>8.2f} "
+              f"{r['edgetpu_exact_over_fused256']:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Our imported networks against Google's released TFLite files on real photos, as LiteRT runs them.
+
+Autoseg-EdgeTPU-XS with the file's own fused tail: per-photo pixel agreement on 10 coco128 val and 10 CamVid val
+photos, and the ADE20K-32 mIoU of both on the two labelled ADE20K pairs (a protocol smoke test: two images say
+nothing about accuracy). MobileNet-EdgeTPU v1: top-1 agreement on 100 coco128 photos, in float and with our
+activations rounded to the file's own 8-bit grid (what is left then is structure, not arithmetic).
+
+    python bench/tflite_parity.py --shared ../shared --out bench/results/tflite_parity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from edgenas.data.segmentation import ade20k
+from edgenas.env import write_record
+from edgenas.eval.seg_metrics import SegConfusion
+from edgenas.models.tflite_check import autoseg_agreement, classifier_agreement, load_photo, simulate_quantization
+from edgenas.models.tflite_import import from_tflite
+from edgenas.nn.network import ServingTail
+from edgenas.spec import Tail
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+AUTOSEG = FIXTURES / "google" / "autoseg_edgetpu_xs_fused_argmax.tflite"
+MOBILENET = FIXTURES / "google" / "mobilenet_edgetpu_224_1.0_uint8.tflite"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shared", default="../shared")
+    ap.add_argument("--out", default="bench/results/tflite_parity.json")
+    args = ap.parse_args()
+    data = Path(args.shared) / "data"
+    torch.set_num_threads(2)
+    seg_files = sorted((data / "coco128/images/val2017").glob("*.jpg"))[:10] + \
+        sorted((data / "camvid/val").glob("*.png"))[:10]
+    model = from_tflite("autoseg_edgetpu_xs", AUTOSEG)
+    tail = ServingTail(Tail(steps="resize256,argmax,resize512"))
+    seg = autoseg_agreement(model, AUTOSEG, [load_photo(f, 512) for f in seg_files], tail)
+
+    ade = ade20k(FIXTURES / "ade20k-tiny", "validation")
+    pairs = sorted((FIXTURES / "ade20k-tiny/images/validation").glob("*.jpg"))
+    smoke = autoseg_agreement(model, AUTOSEG, [load_photo(f, 512) for f in pairs], tail)
+    miou = {}
+    for who, maps in (("ours", smoke.ours), ("tflite", smoke.theirs)):
+        conf = SegConfusion(32)
+        for i, pred in enumerate(maps):
+            conf.update(torch.from_numpy(pred)[None], ade[i][1][None])
+        miou[who] = conf.miou() * 100
+
+    cls_files = sorted((data / "coco128/images/val2017").glob("*.jpg"))[:64] + \
+        sorted((data / "coco128/images/train2017").glob("*.jpg"))[:36]
+    photos = [load_photo(f, 224) for f in cls_files]
+    v1 = from_tflite("mobilenet_edgetpu_100", MOBILENET)
+    fp = classifier_agreement(v1, MOBILENET, photos)
+    handles = simulate_quantization(v1, MOBILENET)
+    q = classifier_agreement(v1, MOBILENET, photos)
+    for h in handles:
+        h.remove()
+    record = {
+        "autoseg_xs": {"photos": [f.relative_to(data).as_posix() for f in seg_files],
+                       "pixel_agreement": seg.per_image, "mean_pixel_agreement": seg.mean,
+                       "min_pixel_agreement": min(seg.per_image)},
+        "ade20k_32_smoke": {"pairs": [f.name for f in pairs], "miou_ours": miou["ours"],
+                            "miou_tflite": miou["tflite"], "pixel_agreement": smoke.per_image},
+        "mobilenet_edgetpu_v1": {"photos": len(photos), "top1_agreement_float": fp.mean,
+                                 "top1_agreement_simulated_int8": q.mean},
+    }
+    write_record(args.out, record, threads=2)
+    print(f"Autoseg-XS, fused tail, 20 real photos: pixel agreement {seg.mean:.2%} (min {min(seg.per_image):.2%})")
+    print(f"ADE20K-32 smoke, 2 labelled pairs: mIoU ours {miou['ours']:.2f}%, TFLite {miou['tflite']:.2f}%")
+    print(f"MobileNet-EdgeTPU v1, 100 photos: top-1 agreement {fp.mean:.0%} in float, {q.mean:.0%} with 8-bit "
+          "activations simulated")
+
+
+if __name__ == "__main__":
+    main()
