@@ -15,7 +15,7 @@ import argparse
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.models import MODELS, get_arch, list_models
-from edgenas.spec import count, network_layers
+from edgenas.spec import arch_layers, count, network_layers
 
 TAILS = {"exact": "resize512,argmax", "fused256": "resize256,argmax,resize512",
          "fused128": "resize128,argmax,resize512"}
@@ -40,6 +40,18 @@ def main() -> None:
         for tail, text in TAILS.items():
             row["edgetpu_ms"][tail] = edgetpu.predict(net.with_tail(text)).total
         row["edgetpu_exact_over_fused256"] = row["edgetpu_ms"]["exact"] / row["edgetpu_ms"]["fused256"]
+        row["edgetpu_tail_ms"] = {t: row["edgetpu_ms"][t] - row["edgetpu_ms"]["logits"] for t in TAILS}
+        exact = edgetpu.predict(net.with_tail(TAILS["exact"]))
+        parts: dict[str, float] = {}
+        for x in exact.layers:  # where the exact-tail prediction goes: backbone, BiFPN/decoder, head, tail
+            part = x.path.split(".")[0] if x.path.startswith(("nodes.", "head.", "tail.")) else (
+                "fixed" if x.path == "fixed" else "backbone")
+            parts[f"{part}/{x.source}"] = parts.get(f"{part}/{x.source}", 0.0) + x.value
+        row["edgetpu_exact_breakdown_ms"] = parts
+        if pub and pub.params:  # what the README counts beyond ours, and the unused classification top's share
+            top = [x for x in arch_layers(net.backbone) if x.path == "head.conv"]
+            row["readme_minus_ours_m"] = pub.params - c.params / 1e6
+            row["backbone_top_conv_params"] = top[0].params if top else 0
         rows.append(row)
     write_record(args.out, {"what": "segmentation zoo: analytic counts at 512 and blind edgetpu predictions",
                             "edgetpu_params": edgetpu.predict(get_arch("autoseg_edgetpu_xs")).environment["params"],
