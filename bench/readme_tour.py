@@ -33,6 +33,13 @@ def spec_steps(runs: Path) -> dict[str, list[str]]:
         "space_show": ["space", "show", "edgetpu-v2-224", "--target", "edgetpu"],
         "space_show_small": ["space", "show", "small-28", "--target", "edgetpu"],
         "latency_tiny": ["latency", "mobilenet_edgetpu_v2_tiny", "--target", "edgetpu"],
+        "calibrate": ["latency", "calibrate", "--target", "edgetpu"],
+        "models_v2": ["models", "mobilenet_edgetpu_v2_*"],
+        "models_seg": ["models", "autoseg_*"],
+        "profile_seg": ["profile", "autoseg_edgetpu_xs", "--tail", "resize256,argmax,resize512"],
+        "latency_seg_exact": ["latency", "autoseg_edgetpu_xs", "--target", "edgetpu", "--tail", "resize512,argmax"],
+        "latency_seg_fused": ["latency", "autoseg_edgetpu_xs", "--target", "edgetpu", "--tail",
+                              "resize256,argmax,resize512"],
     }
 
 
