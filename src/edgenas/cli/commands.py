@@ -85,7 +85,7 @@ def cmd_profile(args) -> int:
     total = count(arch)
     if args.json:
         emit_json({"arch": arch.name, "input_size": arch.input_size, "params": total.params, "macs": total.macs,
-                   "layers": [{"path": x.path, "op": x.op, "in": [x.in_channels, *x.in_size],
+                   "num_layers": len(layers), "layers": [{"path": x.path, "op": x.op, "in": [x.in_channels, *x.in_size],
                                "out": [x.out_channels, *x.out_size], "kernel": x.kernel_size, "stride": x.stride,
                                "groups": x.groups, "params": x.params, "macs": x.macs} for x in layers]})
         return 0
