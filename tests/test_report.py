@@ -36,7 +36,7 @@ def search_dir(tmp_path_factory):
     cfg = load_config(overrides=[
         "search.steps=10", "search.heldout=300", "data.train_subset=900", "data.val_subset=200",
         "train.batch_size=32", "search.rl_batch=64", "train.threads=1", "train.lr=0.02", "search.target=edgetpu",
-        "search.latency_target=0.3", "search.rl_lr=0.2", "search.retrain_epochs=1", f"out={out}"],
+        "search.latency_target=0.3", "search.rl_lr=0.2", "search.retrain_epochs=2", f"out={out}"],
         base={"search": {}})
     result = run(cfg, progress=False)
     return out, result
@@ -45,7 +45,7 @@ def search_dir(tmp_path_factory):
 def test_the_job_retrains_evaluates_and_exports_the_winner(search_dir):
     out, result = search_dir
     r = result["retrained"]
-    assert r["epochs"] == 1 and r["test_images"] == 200
+    assert r["epochs"] == 2 and r["test_images"] == 200
     # top-1 is the saved model's, counted again here on the same 200 test images (in the fit loop's batches,
     # so that no other conv algorithm can move a near tie), as correct / 200 x 100
     from edgenas.export.api import parity_data
@@ -57,7 +57,8 @@ def test_the_job_retrains_evaluates_and_exports_the_winner(search_dir):
         logits = torch.cat([model.eval()(b) for b in images.split(cfg.train.batch_size)])
     correct = int((logits.argmax(1) == labels).sum())
     assert len(labels) == 200 and r["top1"] == correct / 200 * 100
-    # It learned: 32% here, chance is 10% (sd 2.1 points over 200 images), where a broken fit loop stays.
+    # It learned: chance is 10% (sd 2.1 points over 200 images), where a broken fit loop stays. Two epochs,
+    # because one left some winners (which arch wins moves with the latency model) near chance.
     assert r["top1"] > 20
     assert r["onnx"]["max_abs_diff"] < 1e-3 and (out / "model.onnx").stat().st_size > 10_000
     saved = json.loads((out / "result.json").read_text())

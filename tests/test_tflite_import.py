@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from edgenas.eval.seg_metrics import SegConfusion
 from edgenas.models.tflite_check import (autoseg_agreement, classifier_agreement, load_photo,
@@ -56,26 +57,22 @@ def test_mobilenet_edgetpu_v1_top1_matches_googles_tflite():
 
 
 def test_ade20k_32_smoke_on_the_two_labelled_pairs(autoseg):
-    """The ADE20K-32 protocol end to end on the 2 real labelled pairs: both give the same mIoU to within 5
-    points (two images measure nothing about accuracy; they show the protocol runs and the import agrees)."""
+    """The ADE20K-32 protocol end to end on the 2 real labelled pairs: both class maps score well above
+    chance and agree with each other. Two images measure nothing about accuracy, and their mIoU moves by
+    points with a few percent of pixels (35-41% for ours across thread counts, 43.5% for the TFLite)."""
     from edgenas.data.segmentation import ade20k
 
     data = ade20k(FIXTURES / "ade20k-tiny", "validation")
-    photos, labels = [], []
-    for img_path, label_path in zip(sorted((FIXTURES / "ade20k-tiny/images/validation").glob("*.jpg")),
-                                    sorted((FIXTURES / "ade20k-tiny/annotations/validation").glob("*.png"))):
-        photos.append(load_photo(img_path, 512))
-        labels.append(data[len(labels)][1].numpy())
+    photos = [load_photo(f, 512) for f in sorted((FIXTURES / "ade20k-tiny/images/validation").glob("*.jpg"))]
+    labels = [data[i][1] for i in range(len(photos))]
     agreement = autoseg_agreement(autoseg, AUTOSEG, photos, ServingTail(FUSED))
     ious = []
     for maps in (agreement.ours, agreement.theirs):
         conf = SegConfusion(32)
         for pred, label in zip(maps, labels):
-            import torch
-
-            conf.update(torch.from_numpy(pred)[None], torch.from_numpy(label)[None])
+            conf.update(torch.from_numpy(pred)[None], label[None])
         ious.append(conf.miou())
-    assert abs(ious[0] - ious[1]) < 0.05 and min(ious) > 0.3, ious
+    assert min(ious) > 0.3 and agreement.mean >= 0.95, (ious, agreement.per_image)
 
 
 def test_mismatched_files_are_refused_naming_the_layer():
