@@ -293,3 +293,27 @@ def test_edgetpu_charges_layers_off_the_array_from_their_bytes():
     assert [x.source for x in fused.layers if x.op == "argmax"] == ["vector"]
     assert fused.total < exact.total
     assert {x.op for x in fused.layers if x.source == "vector"} <= set(VECTOR_OPS)
+
+
+def test_check_reports_a_busy_machine_from_its_probe():
+    """The check re-measures its first arch between the others; a spread above 5% marks the run as busy."""
+    from edgenas.latency.base import LatencyReport
+    from edgenas.latency.check import check
+    from edgenas.space import get_space
+
+    class Timed:  # a stand-in runtime whose timings the test sets: this tests the probe, not a runtime
+        def __init__(self, drift):
+            self.calls, self.drift = 0, drift
+
+        def predict(self, arch):
+            return LatencyReport("t", arch.name, arch.input_size, 1.0, "ms", "fp32")
+
+        def measure(self, arch):
+            self.calls += 1
+            return 1.0 + self.drift * self.calls / 20  # a machine that gets busier as the check runs
+
+    archs = [get_space("small-28").sample_arch(np.random.default_rng(i)) for i in range(11)]
+    quiet = check(Timed(0.0), archs, target="t", space="small-28", seed=0)
+    assert quiet.summary()["probe_samples"] == 3 and quiet.probe_cv == 0.0 and not quiet.busy
+    busy = check(Timed(0.3), archs, target="t", space="small-28", seed=0)
+    assert busy.busy and busy.summary()["machine_busy"] and busy.probe_cv > 0.05

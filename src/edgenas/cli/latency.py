@@ -97,6 +97,10 @@ def cmd_check(args) -> int:
               f"{args.fit_samples} others)")
         print(f"within +-10%: {s['within_10pct'] * 100:.1f}%   within +-5%: {s['within_5pct'] * 100:.1f}%   "
               f"RMSE {s['rmse_ms']:.3f} ms   Kendall tau {s['kendall_tau']:.3f}")
+        if s["machine_busy"]:
+            print(f"warning: the machine was busy: one unchanged model, timed {s['probe_samples']} times during the "
+                  f"check, varied by {s['probe_cv'] * 100:.1f}% (CV); these figures measure the machine as much "
+                  "as the predictor: run the check again on a quiet machine")
     return 0
 
 
