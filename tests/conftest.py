@@ -8,14 +8,18 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = Path(os.environ.get("EDGENAS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
-def need_shared(relative: str, what: str) -> Path:
-    """``SHARED / relative``; missing, the test skips, except under CI=true, where a missing input fails."""
-    path = SHARED / relative
+def need(path: Path, what: str) -> Path:
+    """``path``; missing, the test skips, except under CI=true, where a missing input fails."""
     if path.exists():
         return path
     if os.environ.get("CI") == "true":
         pytest.fail(f"{path}: missing; {what} must be present under CI=true")
     pytest.skip(f"{path}: missing ({what})")
+
+
+def need_shared(relative: str, what: str) -> Path:
+    """``SHARED / relative``, as ``need`` finds it."""
+    return need(SHARED / relative, what)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Segmentation data: ADE20K-32 and CamVid on real labels, joint transforms, generated scenes, bad input."""
 
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +16,10 @@ from edgenas.data.segmentation import (CAMVID_CLASSES, COMPOSITE_CLASSES, THRESH
                                        composite_scenes, mask_folder, read_label)
 from edgenas.errors import EdgenasError
 
-from conftest import need_shared
+from conftest import need, need_shared
 
 ADE = Path(__file__).parent / "fixtures" / "ade20k-tiny"
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-
-
-def _need(path: Path, what: str) -> None:
-    if path.exists():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{path}: missing; {what} must be present under CI=true")
-    pytest.skip(f"{path}: missing ({what})")
 
 
 @pytest.fixture
@@ -208,7 +199,7 @@ def test_composite_scenes_are_deterministic(tmp_path):
 
 
 def test_composite_scenes_on_real_fashion_mnist_and_photo():
-    _need(FASHION_DIR, "Debian's dataset-fashion-mnist")
+    need(FASHION_DIR, "Debian's dataset-fashion-mnist")
     data = composite_scenes(6, 96, seed=0, split="test")
     x, y = data[0]
     assert x.shape == (3, 96, 96) and y.dtype == torch.int64

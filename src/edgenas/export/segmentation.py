@@ -51,25 +51,10 @@ def _class_maps(module, images: torch.Tensor) -> np.ndarray:
 
 
 def _run_tflite_maps(path: Path, images: torch.Tensor) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
+    """Class maps of a .tflite, through the classifier export's runner (NHWC, int8 I/O (de)quantised)."""
+    from .api import _run_tflite
 
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    maps = []
-    for x in images:
-        x = x.permute(1, 2, 0).unsqueeze(0).numpy()
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-        it.set_tensor(inp["index"], x)
-        it.invoke()
-        y = it.get_tensor(out["index"])[0]
-        if out["dtype"] == np.int8:
-            scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        maps.append(np.rint(y).reshape(images.shape[-2:]))  # a class map; (H, W, 1) where NHWC kept a channel
-    return np.stack(maps)
+    return np.rint(_run_tflite(path, images)).reshape(len(images), *images.shape[-2:])
 
 
 def export_network(model, fmt: str, out: str | Path, images: torch.Tensor,
