@@ -19,7 +19,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..io import write_atomic
-from .arch import SCHEMA_VERSION, Arch, InputSize, Norm, NumClasses
+from .arch import SCHEMA_VERSION, Arch, InputSize, Norm, NumClasses, _dumped
 from .blocks import Act, Channels, KernelSize, Spec
 from .datafile import read_data
 from .errors import SpecError, from_validation_error
@@ -238,9 +238,7 @@ class Network(Spec):
         return self.backbone.preprocess
 
     def replace(self, **changes) -> Network:
-        data = {**self.model_dump(mode="python"), **{k: v.model_dump(mode="python") if isinstance(v, Spec) else v
-                                                    for k, v in changes.items()}}
-        return parse_network(data)
+        return parse_network({**self.model_dump(mode="python"), **_dumped(changes)})
 
     def with_classes(self, num_classes: int) -> Network:
         head = self.head.model_copy(update={"classifier": self.head.classifier.model_copy(
