@@ -146,6 +146,24 @@ def test_cpu_ort_table_is_filled_lazily_and_round_trips(tmp_path, monkeypatch):
     assert all(e.p10_ms <= e.p90_ms for e in lut.entries.values())
 
 
+def test_correction_fits_a_scale_per_layer_kind_when_models_allow():
+    from edgenas.latency.measured import MODELS_PER_PARAMETER, fit_correction
+
+    rng = np.random.default_rng(0)
+    truth = {"conv1x1": 1.3, "dwconv": 0.6, "elementwise": 2.0}
+    rows = [{k: float(rng.uniform(0.1, 2.0)) for k in truth} for _ in range(MODELS_PER_PARAMETER * 5)]
+    layers = [int(rng.integers(10, 60)) for _ in rows]
+    measured = [sum(truth[k] * v for k, v in r.items()) + 0.05 + 0.002 * n for r, n in zip(rows, layers)]
+    fitted = fit_correction(rows, layers, measured)
+    assert fitted.class_scales == pytest.approx(truth, rel=1e-6) and fitted.fitted_on == len(rows)
+    assert (fitted.a_ms, fitted.b_ms_per_layer) == pytest.approx((0.05, 0.002), rel=1e-6)
+    assert fitted.total(rows[0], layers[0]) == pytest.approx(measured[0])
+    few = fit_correction(rows[:MODELS_PER_PARAMETER * 5 - 1], layers[:-1], measured[:-1])
+    assert few.class_scales == {}  # 14 models for 5 numbers: one common scale instead
+    assert few.total(rows[0], layers[0]) == pytest.approx(few.scale * sum(rows[0].values()) + few.a_ms
+                                                          + few.b_ms_per_layer * layers[0])
+
+
 def test_a_table_from_another_machine_is_used_but_never_extended(tmp_path):
     model = get_latency_model("cpu-ort", cache_dir=tmp_path, runs=3)
     first = model.predict(tiny_arch())

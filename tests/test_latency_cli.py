@@ -37,6 +37,19 @@ def test_check_and_lut_build_on_small_28(capsys, tmp_path):
     assert code == 0 and "lut-cpu-ort.json" in out and "fitted on 3 models" in out
 
 
+def test_check_covers_segmentation_models_with_their_tail(capsys, tmp_path):
+    code, out, err = run(capsys, "latency", "check", "--target", "cpu-ort", "--models", "autoseg_edgetpu_x?",
+                         "--tail", "resize64,argmax", "--input-size", "64", "--cache-dir", str(tmp_path),
+                         "--out", str(tmp_path / "c.json"))
+    assert code == 0 and "cpu-ort on autoseg_edgetpu_x?: 1 architectures" in out and "no overhead fitted" in out
+    [arch] = json.loads((tmp_path / "c.json").read_text())["archs"]
+    assert '"tail": "resize64,argmax"' in arch and '"input_size": 64' in arch
+    code, _, err = run(capsys, "latency", "check", "--target", "cpu-ort", "--models", "nothing_like_this*")
+    assert code == 1 and "--models 'nothing_like_this*': no zoo model matches" in err
+    code, _, err = run(capsys, "latency", "check", "--target", "cpu-ort")
+    assert code == 2 and "needs --space" in err
+
+
 def test_unknown_target_is_one_line(capsys):
     code, _, err = run(capsys, "latency", "mobilenet_v2", "--target", "npu")
     assert code == 1 and err.startswith("edgenas: error: unknown latency target 'npu'") and err.count("\n") == 1

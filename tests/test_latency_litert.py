@@ -25,6 +25,18 @@ def test_cpu_litert_predicts_and_measures(tmp_path, monkeypatch):
     _assert_timed_whole_model(calls, tiny_arch(), model.measure(tiny_arch()), runs=5)
 
 
+def test_cpu_litert_int8_is_its_own_table(tmp_path, monkeypatch):
+    model = get_latency_model("cpu-litert-int8", cache_dir=tmp_path, runs=5)
+    assert model.name == "cpu-litert-int8" and model.precision == "int8"
+    report = model.predict(tiny_arch())
+    assert report.precision == "int8" and report.total > 0 and (tmp_path / "lut-cpu-litert-int8.json").is_file()
+    assert all(k.endswith("|int8") for k in model.lut.entries) and model.lut.fingerprint.precision == "int8"
+    calls = _timed_calls(monkeypatch, model)
+    _assert_timed_whole_model(calls, tiny_arch(), model.measure(tiny_arch()), runs=5)
+    with pytest.raises(LatencyError, match="a cpu-litert-int8 table, not cpu-litert"):
+        get_latency_model("cpu-litert", lut_path=tmp_path / "lut-cpu-litert-int8.json").predict(tiny_arch())
+
+
 def _benchmark_output(median_us: float, runs: int = 50) -> str:
     """What LiteRT's benchmark_model prints (the figures are the test's own)."""
     return (f"INFO: Num runs: [{runs}]\nINFO: count=5 first=900 curr=800 min=780 max=900 avg=820 std=40\n"

@@ -182,7 +182,11 @@ def _latency_parsers(sub, jsonp) -> None:
     cal.set_defaults(func=latency.cmd_calibrate)
 
     chk = sub.add_parser("latency-check", parents=[jsonp, common], prog="edgenas latency check")
-    chk.add_argument("--space", required=True)
+    chk.add_argument("--space", help="sample architectures from this space (and fit the overhead on others)")
+    chk.add_argument("--models", help="check these zoo models instead (names or globs, comma-separated, e.g. "
+                     "'autoseg_*,deeplabv3plus_*'); the overhead is fitted on --space samples if given")
+    chk.add_argument("--tail", help="serving tail for networks checked with --models; " + TAIL_HELP)
+    chk.add_argument("--input-size", type=_POSITIVE, help="check --models at this input size instead of theirs")
     chk.add_argument("--samples", type=_POSITIVE, default=100)
     chk.add_argument("--fit-samples", type=_COUNT, default=20, help="other archs the overhead is fitted on")
     chk.add_argument("--seed", type=_COUNT, default=0)

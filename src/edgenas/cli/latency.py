@@ -69,10 +69,15 @@ def cmd_check(args) -> int:
     from ..latency.check import check
     from ..space import get_space
 
-    space = get_space(args.space)
+    if not args.space and not args.models:
+        print("edgenas: error: latency check needs --space (sampled architectures) or --models (zoo models)",
+              file=sys.stderr)
+        return 2
+    space = get_space(args.space) if args.space else None
     rng = np.random.default_rng(args.seed)
-    archs = [space.sample_arch(rng) for _ in range(args.samples)]
-    fit_archs = [space.sample_arch(rng) for _ in range(args.fit_samples)]
+    archs = _zoo_archs(args.models, args.tail, args.input_size) if args.models else [space.sample_arch(rng) for _ in range(args.samples)]
+    fit_archs = [space.sample_arch(rng) for _ in range(args.fit_samples)] if space else []
+    what = args.models or args.space
 
     def progress(i, n, res):
         if not args.json:
@@ -81,7 +86,7 @@ def cmd_check(args) -> int:
                   f"({e * 100:+.1f}%)", end="", file=sys.stderr, flush=True)
 
     model = _model(args, threads=args.threads)
-    result = check(model, archs, target=args.target, space=args.space, seed=args.seed, fit_archs=fit_archs,
+    result = check(model, archs, target=args.target, space=what, seed=args.seed, fit_archs=fit_archs,
                    progress=progress)
     if not args.json:
         print(file=sys.stderr)
@@ -93,15 +98,33 @@ def cmd_check(args) -> int:
     if args.json:
         emit_json(s)
     else:
-        print(f"{args.target} on {args.space}: {s['samples']} architectures (seed {args.seed}; overhead fitted on "
-              f"{args.fit_samples} others)")
+        fitted = (f"overhead fitted on {len(fit_archs)} others from {args.space}" if fit_archs else
+                  "the table's own overhead" if model.lut.overhead else "no overhead fitted: sums of layers")
+        print(f"{args.target} on {what}: {s['samples']} architectures (seed {args.seed}; {fitted})")
         print(f"within +-10%: {s['within_10pct'] * 100:.1f}%   within +-5%: {s['within_5pct'] * 100:.1f}%   "
-              f"RMSE {s['rmse_ms']:.3f} ms   Kendall tau {s['kendall_tau']:.3f}")
+              f"RMSE {s['rmse_ms']:.3f} ms" + (f"   Kendall tau {s['kendall_tau']:.3f}" if s["kendall_tau"] is not None
+                                               else ""))
         if s["machine_busy"]:
             print(f"warning: the machine was busy: one unchanged model, timed {s['probe_samples']} times during the "
                   f"check, varied by {s['probe_cv'] * 100:.1f}% (CV); these figures measure the machine as much "
                   "as the predictor: run the check again on a quiet machine")
     return 0
+
+
+def _zoo_archs(pattern: str, tail: str | None, input_size: int | None = None) -> list:
+    """Zoo models by name or glob (comma-separated), at their deployment size unless ``input_size`` is given;
+    ``tail`` set on networks."""
+    from fnmatch import fnmatch
+
+    from ..models import get_arch, list_models
+    from ..spec import Network, SpecError
+
+    names = [n for n in list_models() if any(fnmatch(n, p.strip()) for p in pattern.split(","))]
+    if not names:
+        raise SpecError(f"--models {pattern!r}: no zoo model matches (see `edgenas models`)")
+    specs = [get_arch(n) for n in names]
+    specs = [s.with_tail(tail) if tail and isinstance(s, Network) else s for s in specs]
+    return [s.replace(input_size=input_size) for s in specs] if input_size else specs
 
 
 def cmd_lut_build(args) -> int:

@@ -61,24 +61,29 @@ def to_tflite(module: nn.Module, inputs: tuple[torch.Tensor, ...], path: str | P
     return Path(path)
 
 
-def to_tflite_int8(module: nn.Module, example: torch.Tensor, calibration: list[torch.Tensor],
-                   path: str | Path) -> Path:
+def to_tflite_int8(module: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...],
+                   calibration: list[torch.Tensor] | list[tuple[torch.Tensor, ...]], path: str | Path) -> Path:
     """Static int8 through litert-torch's PT2E quantizer (symmetric, per-channel weights, int8 activations),
-    observers calibrated on ``calibration`` (NCHW batches of one, like ``example``). The .tflite is int8
-    end to end, its NHWC input and its output included, as integer-only accelerators want it."""
+    observers calibrated on ``calibration`` (NCHW batches of one, like ``example``; tuples for a module of
+    several inputs). The .tflite is int8 end to end, its NHWC inputs and its output included, as
+    integer-only accelerators want it."""
     litert_torch = _litert_torch()
     with _quiet():
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    wrapped, args = _channel_last(module, (example,)), (_nhwc(example),)
+    def as_tuple(x):
+        return x if isinstance(x, tuple) else (x,)
+
+    inputs = as_tuple(example)
+    wrapped, args = _channel_last(module, inputs), tuple(_nhwc(t) for t in inputs)
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     with _quiet():
         graph = prepare_pt2e(torch.export.export(wrapped, args).module(), quantizer)
         with torch.no_grad():
-            for x in calibration:
-                graph(_nhwc(x))
+            for batch in calibration:
+                graph(*(_nhwc(t) for t in as_tuple(batch)))
         graph = convert_pt2e(graph, fold_quantize=False)
         litert_torch.convert(graph, args, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
     return Path(path)

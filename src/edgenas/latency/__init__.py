@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .base import LatencyError, LatencyModel, LatencyReport, LayerTime
 
-TARGETS = ("macs", "edgetpu", "cpu-ort", "cpu-ort-int8", "cpu-litert")
+TARGETS = ("macs", "edgetpu", "cpu-ort", "cpu-ort-int8", "cpu-litert", "cpu-litert-int8")
 # Simulated layers and measured lookup tables live here unless a command names another folder.
 DEFAULT_CACHE = Path(os.environ.get("EDGENAS_CACHE", Path.home() / ".cache" / "edgenas"))
 
@@ -26,15 +26,15 @@ def get_latency_model(target: str, *, cache_dir: str | Path | None = None, lut_p
         from .scalesim_cycles import CycleCache
 
         return EdgeTPUModel(cache=CycleCache(cache_dir / "scalesim-cycles.json" if cache_dir else None), **options)
-    if target in ("cpu-ort", "cpu-ort-int8", "cpu-litert"):
+    if target in ("cpu-ort", "cpu-ort-int8", "cpu-litert", "cpu-litert-int8"):
         from .cpu_ort import CpuOrtModel
         from .litert import CpuLitertModel
 
         if lut_path is None and cache_dir is not None:
             lut_path = cache_dir / f"lut-{target}.json"
-        if target == "cpu-litert":
-            return CpuLitertModel(lut_path=lut_path, **options)
-        return CpuOrtModel(precision="int8" if target == "cpu-ort-int8" else "fp32", lut_path=lut_path, **options)
+        precision = "int8" if target.endswith("-int8") else "fp32"
+        cls = CpuLitertModel if target.startswith("cpu-litert") else CpuOrtModel
+        return cls(precision=precision, lut_path=lut_path, **options)
     raise LatencyError(f"unknown latency target {target!r}; known: {', '.join(TARGETS)}")
 
 

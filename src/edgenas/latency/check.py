@@ -49,7 +49,7 @@ class CheckResult:
         pred, meas = np.array(self.predicted), np.array(self.measured)
         return {"samples": len(e), "within_10pct": float(np.mean(np.abs(e) <= 0.10)),
                 "within_5pct": float(np.mean(np.abs(e) <= 0.05)), "rmse_ms": float(np.sqrt(np.mean((pred - meas) ** 2))),
-                "rmspe": float(np.sqrt(np.mean(e**2))), "kendall_tau": float(kendalltau(pred, meas).statistic),
+                "rmspe": float(np.sqrt(np.mean(e**2))), "kendall_tau": float(kendalltau(pred, meas).statistic) if len(e) > 1 else None,
                 "median_abs_error": float(np.median(np.abs(e))), "probe_samples": len(self.probe_ms),
                 "probe_cv": self.probe_cv, "machine_busy": self.busy}
 

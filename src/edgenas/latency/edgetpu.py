@@ -78,7 +78,7 @@ def layer_cycles(layer: Layer, cache: CycleCache) -> LayerCycles:
 
 
 ARRAY_OPS = ("conv", "linear")
-VECTOR_OPS = ("add", "mul", "pool", "avg_pool", "max_pool", "resize", "concat", "argmax")
+VECTOR_OPS = ("add", "mul", "pool", "avg_pool", "max_pool", "resize", "concat", "argmax", "crop")
 
 
 def _elems(layer: Layer) -> tuple[int, int]:
@@ -99,8 +99,8 @@ def vector_cycles(layer: Layer, p: EdgeTPUParams, lanes: int) -> float:
     ops = {"add": inp * (2 if layer.mode else 1), "mul": out, "pool": inp, "concat": 0,
            "avg_pool": out * layer.kernel_size**2, "max_pool": out * layer.kernel_size**2,
            "resize": out * (4 if layer.mode == "bilinear" else 1),
-           "argmax": 5 * inp}[layer.op]  # one-hot: max, sub, min, mul, max over the classes
-    moved = inp + out
+           "argmax": 5 * inp, "crop": 0}[layer.op]  # one-hot argmax: max, sub, min, mul, max over the classes
+    moved = 2 * out if layer.op == "crop" else inp + out  # a crop reads only the window it keeps
     if layer.op == "argmax":
         moved = 8 * inp + out  # the one-hot form reads the logits twice and writes 3 class-wide temporaries
     return max(moved / p.vector_bytes_per_cycle, ops / lanes)

@@ -15,11 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..env import write_record
-from ..spec import Arch
+from ..spec import Arch, parse_spec
 from .base import LatencyError
 from ..export.litert import to_tflite
 from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
-from .measured import MEASURED_OPS, Passthrough, arch_module, fit_correction, layer_module
+from .measured import MEASURED_OPS, Passthrough, arch_module, fit_correction, layer_class, layer_module
 
 SCRIPT = r"""#!/usr/bin/env bash
 # Runs LiteRT's benchmark_model on every .tflite of this kit on an Android device over adb.
@@ -149,11 +149,15 @@ def import_results(kit: str | Path, device: str) -> Lut:
 def _fit(models: list[dict], entries: dict, kit: Path) -> Overhead | None:
     if len(models) < 3:
         return None
-    rows, measured = [], []
+    rows, layers, measured = [], [], []
     for m in models:
         measured.append(parse_benchmark(kit / "results" / f"{m['file']}.txt")["median_us"] / 1e3)
-        rows.append([sum(entries[k].median_ms for k in m["keys"]), 1.0, len(m["keys"])])
-    return fit_correction(rows, measured)
+        layers.append(len(m["keys"]))
+        row: dict[str, float] = {}
+        for x in _layers(parse_spec(m["arch"])):
+            row[layer_class(x)] = row.get(layer_class(x), 0.0) + entries[layer_key(x, "fp32")].median_ms
+        rows.append(row)
+    return fit_correction(rows, layers, measured)
 
 
 def _read(path: Path) -> str:

@@ -1,8 +1,10 @@
-"""``cpu-litert``: CPU latency measured with LiteRT and its XNNPACK delegate, the runtime phones run.
+"""``cpu-litert`` and ``cpu-litert-int8``: CPU latency measured with LiteRT and its XNNPACK delegate, the
+runtime phones run, in float or in 8-bit (static int8, per-channel weights: what phones deploy).
 
 Layers and models are converted with ``litert-torch`` with channel-last inputs and outputs (so a one-layer
 graph carries no layout transposes a whole model would not have) and timed with ``ai-edge-litert``'s
-interpreter at fixed threads. The lookup-table logic is shared with ``cpu-ort`` (``measured``). Needs the
+interpreter at fixed threads. An int8 layer is quantised with ranges from a few random draws (timing does not
+depend on them) through the same PT2E path ``edgenas export --format tflite-int8`` uses. The lookup-table logic is shared with ``cpu-ort`` (``measured``). Needs the
 ``litert`` extra.
 """
 
@@ -11,7 +13,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..export.litert import to_tflite
+import torch
+
+from ..export.litert import to_tflite, to_tflite_int8
 from .base import LatencyError
 from .measured import MeasuredModel, repeat
 
@@ -34,6 +38,12 @@ class CpuLitertModel(MeasuredModel):
     name = "cpu-litert"
     runtime = "ai-edge-litert (XNNPACK)"
 
+    def __init__(self, *, precision: str = "fp32", **kwargs):
+        if precision not in ("fp32", "int8"):
+            raise LatencyError(f"cpu-litert measures fp32 or int8, not {precision!r}")
+        super().__init__(precision=precision, **kwargs)
+        self.name = "cpu-litert-int8" if precision == "int8" else "cpu-litert"
+
     def runtime_version(self) -> str:
         from importlib.metadata import PackageNotFoundError, version
 
@@ -44,4 +54,11 @@ class CpuLitertModel(MeasuredModel):
 
     def time_module(self, module, inputs, runs):
         with tempfile.TemporaryDirectory() as tmp:
-            return time_tflite(to_tflite(module, inputs, Path(tmp) / "m.tflite"), self.threads, runs)
+            path = Path(tmp) / "m.tflite"
+            if self.precision == "int8":
+                gen = torch.Generator().manual_seed(0)
+                draws = [tuple(torch.randn(t.shape, generator=gen) for t in inputs) for _ in range(4)]
+                to_tflite_int8(module, inputs, draws, path)
+            else:
+                to_tflite(module, inputs, path)
+            return time_tflite(path, self.threads, runs)

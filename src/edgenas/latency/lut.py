@@ -5,7 +5,10 @@ model, cores, runtime and version, threads, precision), ``date``, ``entries`` ke
 input and output shapes, kernel, stride, dilation, groups, activation, bias, precision) with the median and
 spread of the measured runs, and ``overhead``: end-to-end ms = scale x (sum of entries) + a + b x number of
 layers, fitted on whole-model measurements (absent until fitted). The scale absorbs what timing a layer alone
-gets systematically wrong (warm caches, no neighbours competing for them).
+gets systematically wrong (warm caches, no neighbours competing for them). With ``class_scales`` (fitted when
+enough models were measured) each kind of layer (1x1, full k x k, depthwise, grouped conv, elementwise, other)
+gets its own scale instead: a runtime that fuses or overlaps some kinds inside a graph (XNNPACK) gets them
+wrong by different amounts.
 """
 
 from __future__ import annotations
@@ -61,6 +64,13 @@ class Overhead(_Model):
     a_ms: float
     b_ms_per_layer: float
     fitted_on: int  # number of whole-model measurements
+    class_scales: dict[str, float] = {}  # per layer kind (measured.layer_class); replaces ``scale`` when given
+
+    def total(self, by_class: dict[str, float], layers: int) -> float:
+        """End-to-end ms from the entries' sums per layer kind and the number of layers."""
+        scaled = sum(self.class_scales.get(k, self.scale) * ms for k, ms in by_class.items()) \
+            if self.class_scales else self.scale * sum(by_class.values())
+        return scaled + self.a_ms + self.b_ms_per_layer * layers
 
 
 class Lut(_Model):

@@ -20,16 +20,29 @@ from ..spec import Arch, Layer, spec_layers
 from .base import LatencyError, LatencyReport, LayerTime
 from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
 
-MEASURED_OPS = ("conv", "linear", "pool", "add", "mul", "avg_pool", "max_pool", "resize", "concat", "argmax")
+MEASURED_OPS = ("conv", "linear", "pool", "add", "mul", "avg_pool", "max_pool", "resize", "concat", "argmax",
+                "crop")
+LAYER_CLASSES = ("conv1x1", "conv", "dwconv", "gconv", "elementwise", "other")
+# Below this many whole models per fitted number, one scale for all layers is fitted instead of one per kind.
+MODELS_PER_PARAMETER = 3
+
+
+def layer_class(layer: Layer) -> str:
+    """The kind of layer a correction scale applies to: kernels a runtime implements differently."""
+    if layer.op == "conv":
+        if layer.groups == 1:
+            return "conv1x1" if layer.kernel_size == 1 else "conv"
+        return "dwconv" if layer.groups == layer.in_channels == layer.out_channels else "gconv"
+    return "elementwise" if layer.op in ("add", "mul") else "other"
 
 
 class _Binary(nn.Module):
-    def __init__(self, op: str):
+    def __init__(self, op: str, act: str = "none"):
         super().__init__()
-        self.op = op
+        self.op, self.act = op, make_act(act)
 
     def forward(self, x, y):
-        return x + y if self.op == "add" else x * y
+        return self.act(x + y if self.op == "add" else x * y)
 
 
 class Passthrough(nn.Module):
@@ -61,7 +74,7 @@ def _layer_module(layer: Layer) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         return nn.AdaptiveAvgPool2d(1), (x,)
     if layer.op == "mul" or (layer.op == "add" and layer.num_inputs <= 2 and not layer.mode):
         other = torch.randn(1, c, h, w) if layer.op == "add" else torch.rand(1, c, 1, 1)
-        return _Binary(layer.op), (x, other)
+        return _Binary(layer.op, layer.act), (x, other)
     return _graph_layer(layer, c, h, w)
 
 
@@ -71,7 +84,7 @@ def _graph_layer(layer: Layer, c: int, h: int, w: int):
     from ..nn.network import Fuse, Resize, SamePool
 
     if layer.op == "add":
-        return _Inputs(Fuse(layer.mode or "sum", layer.num_inputs, c)), tuple(
+        return _Inputs(Fuse(layer.mode or "sum", layer.num_inputs, c), layer.act), tuple(
             torch.randn(1, c, h, w) for _ in range(layer.num_inputs))
     if layer.op == "concat":
         widths = [c // layer.num_inputs + (i < c % layer.num_inputs) for i in range(layer.num_inputs)]
@@ -83,18 +96,29 @@ def _graph_layer(layer: Layer, c: int, h: int, w: int):
         return Resize(layer.out_size, layer.mode), (x,)
     if layer.op == "argmax":
         return (_OneHotArgmax() if layer.mode == "onehot" else _Argmax()), (x,)
+    if layer.op == "crop":
+        return _Crop(layer.out_size), (x,)
     raise LatencyError(f"{layer.path}: cannot measure a {layer.op!r} layer")
 
 
 class _Inputs(nn.Module):
     """A module over a list of tensors, called with them as separate inputs (what exporters want)."""
 
-    def __init__(self, inner: nn.Module):
+    def __init__(self, inner: nn.Module, act: str = "none"):
         super().__init__()
-        self.inner = inner
+        self.inner, self.act = inner, make_act(act)
 
     def forward(self, *xs):
-        return self.inner(list(xs))
+        return self.act(self.inner(list(xs)))
+
+
+class _Crop(nn.Module):
+    def __init__(self, size: tuple[int, int]):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x):
+        return x[..., :self.size[0], :self.size[1]]
 
 
 class _Argmax(nn.Module):
@@ -133,11 +157,27 @@ def repeat(call, runs: int, min_total_ms: float = 50.0, max_runs: int = 5000) ->
     return times
 
 
-def fit_correction(rows: list[list[float]], measured: list[float]) -> Overhead:
-    """Weighted least squares of ``measured`` on rows of [sum of entries, 1, layers], weights 1 / measured."""
-    x, y = np.array(rows, dtype=float), np.array(measured, dtype=float)
-    (scale, a, b), *_ = np.linalg.lstsq(x / y[:, None], np.ones_like(y), rcond=None)
-    return Overhead(scale=float(scale), a_ms=float(a), b_ms_per_layer=float(b), fitted_on=len(y))
+def fit_correction(rows: list[dict[str, float]], layers: list[int], measured: list[float]) -> Overhead:
+    """End-to-end ms = scale x (sum of entries) + a + b x layers, by least squares weighted by 1 / measured
+    (relative error, the figure the accuracy check judges, so small models count as much as large ones).
+    ``rows`` are the entries' sums per layer kind. With at least ``MODELS_PER_PARAMETER`` models per fitted
+    number, every kind present in the models gets its own scale (bounded to 0.25-4: a kind seen in few models
+    cannot swing wild), the others keep the common one."""
+    from scipy.optimize import lsq_linear
+
+    y = np.array(measured, dtype=float)
+    common = np.array([[sum(r.values()), 1.0, n] for r, n in zip(rows, layers)])
+    (scale, a, b), *_ = np.linalg.lstsq(common / y[:, None], np.ones_like(y), rcond=None)
+    overhead = Overhead(scale=float(scale), a_ms=float(a), b_ms_per_layer=float(b), fitted_on=len(y))
+    kinds = [k for k in LAYER_CLASSES if any(r.get(k, 0.0) > 0 for r in rows)]
+    if len(kinds) < 2 or len(y) < MODELS_PER_PARAMETER * (len(kinds) + 2):
+        return overhead
+    x = np.array([[r.get(k, 0.0) for k in kinds] + [1.0, n] for r, n in zip(rows, layers)]) / y[:, None]
+    lo, hi = [0.25] * len(kinds) + [-np.inf] * 2, [4.0] * len(kinds) + [np.inf] * 2
+    fit = lsq_linear(x, np.ones_like(y), bounds=(lo, hi))
+    *scales, a, b = fit.x
+    return overhead.model_copy(update={"class_scales": {k: float(v) for k, v in zip(kinds, scales)},
+                                       "a_ms": float(a), "b_ms_per_layer": float(b)})
 
 
 class MeasuredModel:
@@ -207,6 +247,13 @@ class MeasuredModel:
     def layers_of(self, arch: Arch) -> list[Layer]:
         return [x for x in spec_layers(arch) if x.op in MEASURED_OPS]
 
+    def by_class(self, layers: list[Layer]) -> dict[str, float]:
+        """The entries' sum per layer kind (``layer_class``), measuring what the table lacks."""
+        sums: dict[str, float] = {}
+        for x in layers:
+            sums[layer_class(x)] = sums.get(layer_class(x), 0.0) + self.entry(x).median_ms
+        return sums
+
     def predict(self, arch: Arch) -> LatencyReport:
         layers = self.layers_of(arch)
         times = [LayerTime(x.path, x.op, self.entry(x).median_ms, "lut") for x in layers]
@@ -215,8 +262,8 @@ class MeasuredModel:
             notes.append("overhead not fitted (edgenas lut build fits it): the total is the sum of the layers")
         else:
             layer_sum = sum(t.value for t in times)
-            times.append(LayerTime("overhead", "fitted", (overhead.scale - 1) * layer_sum + overhead.a_ms
-                                   + overhead.b_ms_per_layer * len(layers), "fitted overhead"))
+            times.append(LayerTime("overhead", "fitted", overhead.total(self.by_class(layers), len(layers))
+                                   - layer_sum, "fitted overhead"))
         return LatencyReport(self.name, arch.name, arch.input_size, sum(t.value for t in times), self.unit,
                              self.precision, times, {"device": self.lut.device, **self.lut.fingerprint.model_dump()},
                              notes)
@@ -227,15 +274,14 @@ class MeasuredModel:
         return statistics.median(self.time_module(*arch_module(arch), runs or self.runs))
 
     def fit_overhead(self, archs: list[Arch]) -> Overhead:
-        """Fit end-to-end ms = scale x (sum of entries) + a + b x layers on whole-model measurements of
-        ``archs``, minimizing relative error (the figure the accuracy report judges), so small models count
-        as much as large ones."""
-        rows, measured = [], []
+        """Fit the correction from layer sums to end-to-end ms (``fit_correction``) on whole-model
+        measurements of ``archs``."""
+        rows, layers, measured = [], [], []
         for arch in archs:
-            layers = self.layers_of(arch)
             measured.append(self.measure(arch))
-            rows.append([sum(self.entry(x).median_ms for x in layers), 1.0, len(layers)])
-        self.lut.overhead = fit_correction(rows, measured)
+            layers.append(len(self.layers_of(arch)))
+            rows.append(self.by_class(self.layers_of(arch)))
+        self.lut.overhead = fit_correction(rows, layers, measured)
         self.save()
         return self.lut.overhead
 
