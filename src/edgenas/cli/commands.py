@@ -10,7 +10,7 @@ import numpy as np
 
 from ..io import write_atomic
 from ..models import MODELS, get_arch, list_models
-from ..spec import Arch, Network, count, load_spec, spec_layers
+from ..spec import Arch, Detector, Network, count, load_spec, spec_layers
 from .output import emit_json, millions, table
 
 
@@ -108,7 +108,10 @@ def cmd_arch_validate(args) -> int:
     if args.json:
         emit_json({"valid": True, "name": arch.name, "params": c.params, "macs": c.macs})
         return 0
-    if isinstance(arch, Network):
+    if isinstance(arch, Detector):
+        what = (f"detector, {len(arch.nodes)} graph nodes, {sum(len(n.ops) for n in arch.nodes)} ops, SSD head on "
+                f"{len(arch.head.sources)} sources, {arch.num_classes} classes")
+    elif isinstance(arch, Network):
         what = (f"{arch.task} network, {arch.backbone.num_blocks} backbone blocks, {len(arch.nodes)} nodes"
                 + (f", tail {arch.tail.text}" if arch.tail else ""))
     else:

@@ -11,7 +11,7 @@ from typing import Callable
 
 from ..spec import Arch, Network
 from ..spec.errors import UnknownName
-from . import edgetpu_v1, edgetpu_v2, mobilenet, segmentation
+from . import detection, edgetpu_v1, edgetpu_v2, mobilenet, segmentation
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,14 @@ class Published:
     latency_device: str = ""
     miou: float | None = None  # segmentation: mIoU, %, on the protocol ``note`` names
     miou_fused: float | None = None  # the same checkpoint served with the fused-argmax tail
+    map: float | None = None  # detection: COCO mAP@[.5:.95], %
 
     @property
     def quality(self) -> str:
         if self.top1 is not None:
             return f"{self.top1:.2f} top-1"
+        if self.map is not None:
+            return f"{self.map:.2f} mAP"
         return f"{self.miou:.2f} mIoU" if self.miou is not None else "-"
 
 
@@ -75,7 +78,7 @@ def _cards() -> list[ModelCard]:
         ModelCard("mobilenet_v3_small", "MobileNetV3", mobilenet.mobilenet_v3_small, 1000,
                   Published(67.5, "float, 224", slim, 2.9, 66, 15.8, "Pixel 1 CPU")),
     ]
-    return cards + _segmentation_cards()
+    return cards + _segmentation_cards() + _detection_cards()
 
 
 def _segmentation_cards() -> list[ModelCard]:
@@ -102,6 +105,17 @@ def _segmentation_cards() -> list[ModelCard]:
                                lambda num_classes=32, v=v: segmentation.autoseg_edgetpu(v, num_classes), 32, pub,
                                task="segmentation"))
     return cards
+
+
+def _detection_cards() -> list[ModelCard]:
+    """Reference 5.3: the TF1 config's header (COCO17 val, 320 x 320, params and MACs as published)."""
+    src = "tensorflow/models research/object_detection/configs/tf1/ssd_spaghettinet_edgetpu_320x320_coco17_sync_4x4"
+    published = {"s": (26.2, 3.4, 1000), "m": (27.4, 4.1, 1250), "l": (28.02, 5.7, 1570)}
+    return [ModelCard(f"spaghettinet_edgetpu_{v}", "SpaghettiNet-EdgeTPU",
+                      lambda num_classes=90, v=v: detection.spaghettinet_edgetpu(v, num_classes), 90,
+                      Published(None, "COCO17 val, 320, SSDLite head", src, params=p, macs=m, map=ap),
+                      task="detection")
+            for v, (ap, p, m) in published.items()]
 
 
 def _index(cards: list[ModelCard]) -> dict[str, ModelCard]:

@@ -121,15 +121,19 @@ def init_weights(model: nn.Module) -> None:
 
 def build_model(spec, *, output_stride: int | None = None, gc_mode: str = "native", **kwargs):
     """Build the network a spec describes: an ``Arch`` gives a ``ClassificationModel``, a ``Network`` a
-    ``NetworkModel`` (``kwargs``: its ``padding``).
+    ``NetworkModel`` (``kwargs``: its ``padding``), a ``Detector`` a ``DetectorModel``.
 
     Args:
         output_stride: cap the backbone's stride at 8, 16 or 32 with dilation (dense tasks; a ``Network``
             carries its own).
         gc_mode: ``"native"`` grouped convs, or ``"split"`` (slice -> conv -> concat, Google's portable form).
     """
-    from ..spec import Network
+    from ..spec import Detector, Network
 
+    if isinstance(spec, Detector):
+        from .detector import DetectorModel
+
+        return DetectorModel(spec)
     if isinstance(spec, Network):
         from .network import build_network
 

@@ -24,6 +24,7 @@ class Op(StrEnum):
     RESIZE = "resize"  # to ``out_size``; ``mode`` bilinear (half-pixel centres) or nearest
     CONCAT = "concat"  # ``num_inputs`` tensors along channels
     ARGMAX = "argmax"  # over channels; ``mode`` "plain" (an int op) or "onehot" (Google's elementwise form)
+    CROP = "crop"  # the top-left ``out_size`` window (SpaghettiNet's edges, cropped to a common size)
 
 
 @dataclass(frozen=True, kw_only=True)

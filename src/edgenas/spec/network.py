@@ -287,19 +287,22 @@ def parse_network(data) -> Network:
         raise from_validation_error(err) from None
 
 
-def parse_spec(data) -> Arch | Network:
-    """An ``Arch`` or a ``Network``, told apart by ``kind: network``."""
+def parse_spec(data):
+    """An ``Arch``, a ``Network`` or a ``Detector``, told apart by ``kind`` (network, detector; else an arch)."""
     from .arch import parse_arch
+    from .detector import Detector, parse_detector
 
-    if isinstance(data, (Arch, Network)):
+    if isinstance(data, (Arch, Network, Detector)):
         return data
     if isinstance(data, dict) and data.get("kind") == "network":
         return parse_network(data)
+    if isinstance(data, dict) and data.get("kind") == "detector":
+        return parse_detector(data)
     return parse_arch(data)
 
 
-def load_spec(path: str | Path) -> Arch | Network:
-    """Read an arch or a network from a ``.json``, ``.yaml`` or ``.yml`` file."""
+def load_spec(path: str | Path):
+    """Read an arch, a network or a detector from a ``.json``, ``.yaml`` or ``.yml`` file."""
     data = read_data(path)
     try:
         return parse_spec(data)

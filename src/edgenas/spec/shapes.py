@@ -112,9 +112,15 @@ def arch_layers(arch: Arch, input_size: int | None = None) -> list[Layer]:
 
 
 def spec_layers(spec, input_size: int | None = None) -> list[Layer]:
-    """Every layer of an ``Arch`` (classifier) or a ``Network`` (with its serving tail, where it has one)."""
+    """Every layer of an ``Arch`` (classifier), a ``Network`` (with its serving tail, where it has one) or a
+    ``Detector``."""
+    from .detector import Detector
     from .network import Network
 
+    if isinstance(spec, Detector):
+        from .detector_plan import detector_layers
+
+        return detector_layers(spec, input_size)
     if isinstance(spec, Network):
         from .graph import network_layers
 
@@ -123,7 +129,6 @@ def spec_layers(spec, input_size: int | None = None) -> list[Layer]:
 
 
 def count(spec, input_size: int | None = None) -> Counts:
-    """Analytic parameters (trainable: weights, biases, BN affine, fusion weights) and MACs of an ``Arch`` or a
-    ``Network``."""
+    """Analytic parameters (trainable: weights, biases, BN affine, fusion weights) and MACs of any spec."""
     layers = spec_layers(spec, input_size)
     return Counts(sum(layer.params for layer in layers), sum(layer.macs for layer in layers))

@@ -1,0 +1,147 @@
+"""A ``Detector`` spec built in PyTorch: SpaghettiNet's graph and the SSDLite head, following
+``spec.detector_plan`` layer for layer (tested against its analytic counts).
+
+``forward`` returns ``(cls_logits [B, N, C+1], box_deltas [B, N, 4])`` over the anchors in TF's order (source,
+then row, column, anchor of a cell); ``anchors`` ([N, 4] normalized corners) is a buffer. ``edgenas.det``
+turns these into losses and detections.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..det import ssd_anchors
+from ..spec import Detector, FusedGroupedOp, IbnOp
+from ..spec.detector_plan import plan_detector
+from .layers import ConvNormAct
+from .model import init_weights
+from .network import SamePool, use_tf_padding
+
+
+class Edge(nn.Module):
+    """A resample edge: 1x1 conv + BN then nearest upsampling (finer target), max-pool then 1x1 conv + BN
+    (coarser), or the 1x1 conv + BN alone."""
+
+    def __init__(self, in_channels: int, width: int, step: int, norm):
+        super().__init__()
+        self.step = step  # target level - source level
+        self.pool = SamePool("max", 2**step + 1, 2**step) if step > 0 else None
+        self.conv = ConvNormAct(in_channels, width, norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool is not None:
+            x = self.pool(x)
+        x = self.conv(x)
+        return F.interpolate(x, scale_factor=2 ** -self.step, mode="nearest") if self.step < 0 else x
+
+
+class GraphOpModule(nn.Module):
+    def __init__(self, op, in_channels: int, width: int, norm):
+        super().__init__()
+        k, s = op.kernel_size, op.stride
+        if isinstance(op, IbnOp):
+            mid = width * op.expansion
+            self.body = nn.Sequential(ConvNormAct(in_channels, mid, act="relu6", norm=norm),
+                                      ConvNormAct(mid, mid, k, s, groups=mid, act="relu6", norm=norm),
+                                      ConvNormAct(mid, width, norm=norm))
+        elif isinstance(op, FusedGroupedOp):
+            mid = in_channels * op.expansion
+            self.body = nn.Sequential(ConvNormAct(in_channels, mid, k, s, groups=op.groups, act="relu6", norm=norm),
+                                      ConvNormAct(mid, width, norm=norm))
+        else:
+            self.body = nn.Sequential(nn.Conv2d(in_channels, in_channels, k, s, k // 2, groups=in_channels),
+                                      ConvNormAct(in_channels, width, act="relu6", norm=norm))
+        self.residual = op.residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return y + x if self.residual else y
+
+
+class GraphNodeModule(nn.Module):
+    def __init__(self, node, levels: dict[str, int], channels: dict[str, int], norm):
+        super().__init__()
+        self.inputs = node.inputs
+        self.edges = nn.ModuleList(Edge(channels[i], node.width, node.level - levels[i], norm)
+                                   for i in node.inputs) if len(node.inputs) > 1 else None
+        # edges are cropped to the size of the edge whose source has the lowest level (Google's rule)
+        self.finest = min(range(len(node.inputs)), key=lambda j: levels[node.inputs[j]])
+        widths = [channels[node.inputs[0]] if self.edges is None else node.width] + [node.width] * len(node.ops)
+        self.ops = nn.Sequential(*(GraphOpModule(op, c, node.width, norm) for op, c in zip(node.ops, widths)))
+
+    def forward(self, known: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.edges is None:
+            x = known[self.inputs[0]]
+        else:
+            outs = [edge(known[i]) for edge, i in zip(self.edges, self.inputs)]
+            h, w = outs[self.finest].shape[-2:]
+            x = F.relu6(sum(o[..., :h, :w] for o in outs))
+        return self.ops(x)
+
+
+class SSDLiteHead(nn.Module):
+    """Per source: 3x3 depthwise + BN + ReLU6 -> biased 1x1, once for box codes and once for class logits."""
+
+    def __init__(self, channels: list[int], anchors: list[int], num_classes: int, kernel: int, bias_init: float,
+                 norm):
+        super().__init__()
+        self.num_classes = num_classes
+
+        def tower(c, outs):
+            return nn.Sequential(ConvNormAct(c, c, kernel, groups=c, act="relu6", norm=norm), nn.Conv2d(c, outs, 1))
+
+        self.box = nn.ModuleList(tower(c, a * 4) for c, a in zip(channels, anchors))
+        self.cls = nn.ModuleList(tower(c, a * (num_classes + 1)) for c, a in zip(channels, anchors))
+        self.bias_init = bias_init
+
+    def reset_bias(self) -> None:
+        for t in self.cls:
+            nn.init.constant_(t[-1].bias, self.bias_init)
+
+    def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        def flat(x, k):  # NCHW [B, A*k, H, W] -> [B, H*W*A, k], TF's anchor order
+            return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, k)
+
+        cls = torch.cat([flat(t(f), self.num_classes + 1) for t, f in zip(self.cls, feats)], 1)
+        box = torch.cat([flat(t(f), 4) for t, f in zip(self.box, feats)], 1)
+        return cls, box
+
+
+class DetectorModel(nn.Module):
+    def __init__(self, det: Detector):
+        super().__init__()
+        self.spec = det
+        plan = plan_detector(det)
+        norm = det.norm
+        self.stem_name = det.stem.name
+        self.stem = ConvNormAct(det.in_channels, det.stem.out_channels, det.stem.kernel_size, 2, act="relu6",
+                                norm=norm)
+        levels = {det.stem.name: 1, **{n.name: n.level for n in det.nodes}}
+        channels = {det.stem.name: det.stem.out_channels, **{n.name: n.width for n in det.nodes}}
+        self.nodes = nn.ModuleDict({n.name: GraphNodeModule(n, levels, channels, norm) for n in det.nodes})
+        self.sources = det.head.sources
+        self.num_classes = det.head.num_classes
+        self.head = SSDLiteHead([channels[s] for s in self.sources], plan.anchors, det.num_classes,
+                                det.head.kernel_size, det.head.class_bias_init, norm)
+        self.register_buffer("anchors", self.anchors_for(plan.source_sizes), persistent=False)
+        init_weights(self)
+        self.head.reset_bias()
+        if det.padding == "tf":
+            use_tf_padding(self)
+
+    def anchors_for(self, sizes: list[tuple[int, int]]) -> torch.Tensor:
+        h = self.spec.head
+        return ssd_anchors(sizes, h.min_scale, h.max_scale, h.aspect_ratios, h.interpolated_scale_aspect_ratio,
+                           h.reduce_boxes_in_lowest_layer)
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        known = {self.stem_name: self.stem(x)}
+        for name, node in self.nodes.items():
+            known[name] = node(known)
+        return known
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        known = self.features(x)
+        return self.head([known[s] for s in self.sources])
