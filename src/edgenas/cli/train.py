@@ -65,7 +65,8 @@ def cmd_eval(args) -> int:
     task = get_task(cfg)  # the checkpoint's own config names its task
     val_set = task.dataset(cfg, arch, "val")
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
-    meter = evaluate(model, val_set, task.meter(arch), task.loss(cfg, train=False), cfg.train.batch_size)
+    meter = evaluate(model, val_set, task.meter(arch, val_set), task.loss(cfg, train=False), cfg.train.batch_size,
+                     collate=getattr(task, "collate", None))
     summary = meter.summary(getattr(val_set, "classes", None))
     if args.json:
         emit_json(summary)

@@ -22,7 +22,10 @@ PADDINGS = ("symmetric", "tf")
 
 
 def tf_same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """(before, after) padding of TF's 'same': the odd pixel goes after."""
+    """(before, after) padding of TF's 'same': the odd pixel goes after. ``size`` is made a plain int: the ONNX
+    tracer records arithmetic on a traced shape wrongly here (a 2-pixel map padded for a 5-wide window came out
+    as pads of -1), and the graphs we export have static shapes anyway."""
+    size = int(size)
     out = -(-size // stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2

@@ -5,9 +5,10 @@ from __future__ import annotations
 from ..spec.errors import SpecError
 from .base import Meter, Task
 from .classification import ClassificationTask
+from .detection import DetectionTask
 from .segmentation import SegmentationTask
 
-TASKS: dict[str, Task] = {t.name: t for t in (ClassificationTask(), SegmentationTask())}
+TASKS: dict[str, Task] = {t.name: t for t in (ClassificationTask(), SegmentationTask(), DetectionTask())}
 
 
 def get_task(cfg_or_name) -> Task:
@@ -18,4 +19,4 @@ def get_task(cfg_or_name) -> Task:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "ClassificationTask", "Meter", "SegmentationTask", "Task", "get_task"]
+__all__ = ["TASKS", "ClassificationTask", "DetectionTask", "Meter", "SegmentationTask", "Task", "get_task"]

@@ -23,6 +23,8 @@ class Meter(Protocol):
 
 
 class Task(Protocol):
+    """A task may also give ``collate(batch)``, the DataLoader's batching, when its targets do not stack."""
+
     name: str
     quality_label: str  # how the headline figure is named in progress lines ("top-1", "mIoU")
 
@@ -38,7 +40,8 @@ class Task(Protocol):
     def loss(self, cfg, train: bool = True) -> Loss:
         """The training criterion, or (``train`` False) the plain one evaluation reports."""
 
-    def meter(self, spec) -> Meter: ...
+    def meter(self, spec, dataset=None) -> Meter:
+        """A fresh meter for an evaluation pass over ``dataset`` (detection reads its ground truth)."""
 
     def epoch_record(self, summary: dict, ema: bool = False) -> dict:
         """The keys an epoch's record in metrics.jsonl takes from a validation summary."""

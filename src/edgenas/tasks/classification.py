@@ -50,7 +50,7 @@ class ClassificationTask(BaseTask):
         # evaluation reports the plain cross-entropy, so validation losses compare across smoothing settings
         return nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing if train else 0.0)
 
-    def meter(self, spec) -> ClassificationMeter:
+    def meter(self, spec, dataset=None) -> ClassificationMeter:
         return ClassificationMeter(spec.num_classes)
 
     def headline(self, summary: dict) -> str:

@@ -145,7 +145,7 @@ class SegmentationTask(BaseTask):
     def loss(self, cfg, train: bool = True) -> Loss:
         return SegmentationLoss(IGNORE_INDEX, cfg.train.label_smoothing if train else 0.0)
 
-    def meter(self, spec: Network) -> SegmentationMeter:
+    def meter(self, spec: Network, dataset=None) -> SegmentationMeter:
         return SegmentationMeter(spec.num_classes, IGNORE_INDEX)
 
     def headline(self, summary: dict) -> str:

@@ -109,21 +109,38 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
+def _to(obj, device):
+    """Tensors moved to ``device`` inside the tuples, lists and dicts a task's batches and outputs are made of
+    (a detector's targets are a list of dicts; its outputs a tuple)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(x, device) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
+def _float(out):
+    return out.float() if isinstance(out, torch.Tensor) else type(out)(x.float() for x in out)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, meter: Meter, loss_fn: Loss, batch_size: int, rank: int = 0,
-             world: int = 1, channels_last: bool = False) -> Meter:
-    """``meter`` (a task's, e.g. ``task.meter(spec)``) filled with this process's share of ``dataset`` and
-    all-reduced over the processes."""
+             world: int = 1, channels_last: bool = False, collate=None) -> Meter:
+    """``meter`` (a task's, e.g. ``task.meter(spec, dataset)``) filled with this process's share of ``dataset``
+    and all-reduced over the processes; ``collate``: the task's batching (``task.collate``), if it has one."""
     model.eval()
     indices = list(range(len(dataset)))[rank::world]
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
+                                         collate_fn=collate)
     device = next(model.parameters()).device
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
+        x, y = x.to(device), _to(y, device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x).float()
-        meter.update(logits.cpu(), y.cpu(), loss_fn(logits, y).item())
+        logits = _float(model(x))
+        meter.update(_to(logits, "cpu"), _to(y, "cpu"), loss_fn(logits, y).item())
     meter.all_reduce()
     return meter
 
@@ -178,6 +195,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
         start, history = state["epoch"] + 1, json.loads(state["history"])
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     loss_fn, val_loss = task.loss(cfg), task.loss(cfg, train=False)
+    collate = getattr(task, "collate", None)
     if rank == 0:
         cfg.save(out / "config.yaml")
         spec.save(out / "arch.yaml")
@@ -187,11 +205,11 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
         train_set.set_epoch(epoch)
         indices = shard(len(train_set), epoch, t.seed, rank, world, shuffle=True)
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_set, indices), batch_size=t.batch_size,
-                                             num_workers=cfg.data.workers)
+                                             num_workers=cfg.data.workers, collate_fn=collate)
         net.train()
         seen, t0, loss_sum = 0, time.perf_counter(), 0.0
         for i, (x, y) in enumerate(loader):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = x.to(device, non_blocking=True), _to(y, device)
             if t.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
@@ -216,16 +234,17 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
                 log.write(json.dumps({"epoch": epoch, "step": epoch * len(loader) + i + 1, "loss": loss.item(),
                                       "lr": scheduler.get_last_lr()[0], "images_per_s": rate}) + "\n")
         train_time = time.perf_counter() - t0
-        summary = evaluate(model, val_set, task.meter(spec), val_loss, t.batch_size, rank, world,
-                           t.channels_last).summary()
+        summary = evaluate(model, val_set, task.meter(spec, val_set), val_loss, t.batch_size, rank, world,
+                           t.channels_last, collate).summary()
         if not math.isfinite(summary["loss"]):  # the epoch's last update met no training loss that would show it
             raise _diverged(f"epoch {epoch + 1}", f"the validation loss is {summary['loss']}", cfg, rank == 0)
         record = {"epoch": epoch, "train_loss": loss_sum / max(len(indices), 1), **task.epoch_record(summary),
                   "processes": world, "train_images_per_s": seen / train_time,
                   "epoch_seconds": time.perf_counter() - t0}
         if ema is not None:
-            record.update(task.epoch_record(evaluate(ema, val_set, task.meter(spec), val_loss, t.batch_size, rank,
-                                                     world, t.channels_last).summary(), ema=True))
+            record.update(task.epoch_record(evaluate(ema, val_set, task.meter(spec, val_set), val_loss,
+                                                     t.batch_size, rank, world, t.channels_last, collate).summary(),
+                                            ema=True))
         history.append(record)
         if rank == 0:
             print(f"\repoch {epoch + 1}/{t.epochs}: val {task.quality_label} {record['val_quality']:.2f}% "
