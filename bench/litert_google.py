@@ -12,6 +12,7 @@ Run after bench/latency_litert.py --precision int8 (its lookup table and fitted 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.latency.litert import time_tflite
+from edgenas.latency.lut import Overhead
 from edgenas.models import get_arch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +36,19 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/litert_google.json")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--check", default="bench/results/latency_check_cpu-litert-int8.json")
     args = ap.parse_args()
 
     int8 = get_latency_model("cpu-litert-int8", cache_dir=args.cache_dir, runs=args.runs)
     fp32 = get_latency_model("cpu-litert", cache_dir=args.cache_dir, runs=args.runs)
-    if int8.lut.overhead is None:
-        raise SystemExit("run bench/latency_litert.py --precision int8 first: no fitted correction in the table")
+    check = Path(args.check)
+    if not check.is_file():
+        raise SystemExit(f"{check}: missing; run bench/latency_litert.py --precision int8 first")
+    # the one-scale correction that check fitted (its per-kind form did worse on held-out architectures)
+    int8.lut.overhead = Overhead(**json.loads(check.read_text())["corrections"]["one scale"])
+    fp32_check = check.with_name("latency_check_cpu-litert.json")
+    if fp32_check.is_file():
+        fp32.lut.overhead = Overhead(**json.loads(fp32_check.read_text())["corrections"]["one scale"])
     rows = {}
     for file, (name, tail) in CASES.items():
         arch = get_arch(name)

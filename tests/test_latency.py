@@ -14,7 +14,7 @@ from edgenas.latency.edgetpu import DEFAULT_PARAMS, EdgeTPUModel, EdgeTPUParams,
 from edgenas.latency.lut import Lut, layer_key
 from edgenas.latency.scalesim_cycles import ConvShape, CycleCache, simulate
 from edgenas.models import get_arch
-from edgenas.spec import IBN, Arch, Head, Layer, Preprocess, Stage, Stem, arch_layers, count
+from edgenas.spec import IBN, Arch, Head, Layer, Preprocess, Stage, Stem, arch_layers, count, spec_layers
 
 
 def tiny_arch(width: int = 16, kernel: int = 3) -> Arch:
@@ -146,7 +146,7 @@ def test_cpu_ort_table_is_filled_lazily_and_round_trips(tmp_path, monkeypatch):
     assert all(e.p10_ms <= e.p90_ms for e in lut.entries.values())
 
 
-def test_correction_fits_a_scale_per_layer_kind_when_models_allow():
+def test_correction_fits_a_scale_per_layer_kind_when_asked_and_models_allow():
     from edgenas.latency.measured import MODELS_PER_PARAMETER, fit_correction
 
     rng = np.random.default_rng(0)
@@ -154,11 +154,12 @@ def test_correction_fits_a_scale_per_layer_kind_when_models_allow():
     rows = [{k: float(rng.uniform(0.1, 2.0)) for k in truth} for _ in range(MODELS_PER_PARAMETER * 5)]
     layers = [int(rng.integers(10, 60)) for _ in rows]
     measured = [sum(truth[k] * v for k, v in r.items()) + 0.05 + 0.002 * n for r, n in zip(rows, layers)]
-    fitted = fit_correction(rows, layers, measured)
+    assert fit_correction(rows, layers, measured).class_scales == {}  # one scale unless asked
+    fitted = fit_correction(rows, layers, measured, per_kind=True)
     assert fitted.class_scales == pytest.approx(truth, rel=1e-6) and fitted.fitted_on == len(rows)
     assert (fitted.a_ms, fitted.b_ms_per_layer) == pytest.approx((0.05, 0.002), rel=1e-6)
     assert fitted.total(rows[0], layers[0]) == pytest.approx(measured[0])
-    few = fit_correction(rows[:MODELS_PER_PARAMETER * 5 - 1], layers[:-1], measured[:-1])
+    few = fit_correction(rows[:MODELS_PER_PARAMETER * 5 - 1], layers[:-1], measured[:-1], per_kind=True)
     assert few.class_scales == {}  # 14 models for 5 numbers: one common scale instead
     assert few.total(rows[0], layers[0]) == pytest.approx(few.scale * sum(rows[0].values()) + few.a_ms
                                                           + few.b_ms_per_layer * layers[0])
@@ -225,6 +226,24 @@ def test_every_layer_op_can_be_measured():
         module, inputs = layer_module(layer)
         out = module(*inputs)
         assert out.shape[1] == layer.out_channels
+
+
+def test_detector_layers_are_measurable_as_they_compute():
+    """SpaghettiNet's new kinds: crop, max-pool, nearest upsample, and the edge sum with its ReLU6."""
+    from edgenas.latency.measured import layer_module
+
+    layers = spec_layers(get_arch("spaghettinet_edgetpu_s").replace(input_size=64))
+    kinds = {(x.op, x.act, x.mode): x for x in layers if x.op != "conv"}
+    assert {("crop", "none", ""), ("max_pool", "none", ""), ("resize", "none", "nearest"),
+            ("add", "relu6", "")} <= set(kinds)
+    for layer in kinds.values():
+        module, inputs = layer_module(layer)
+        out = module(*inputs)
+        assert tuple(out.shape[1:]) == (layer.out_channels, *layer.out_size)
+        if layer.op == "add" and layer.act == "relu6":
+            assert torch.equal(out, (inputs[0] + inputs[1]).clamp(0, 6))
+        if layer.op == "crop":
+            assert torch.equal(out, inputs[0][..., :layer.out_size[0], :layer.out_size[1]])
 
 
 def test_cpu_ort_int8_quantizes_layers_and_models(tmp_path, monkeypatch):

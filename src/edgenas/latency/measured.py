@@ -23,7 +23,7 @@ from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
 MEASURED_OPS = ("conv", "linear", "pool", "add", "mul", "avg_pool", "max_pool", "resize", "concat", "argmax",
                 "crop")
 LAYER_CLASSES = ("conv1x1", "conv", "dwconv", "gconv", "elementwise", "other")
-# Below this many whole models per fitted number, one scale for all layers is fitted instead of one per kind.
+# Below this many whole models per fitted number, a per-kind fit falls back to one scale for all layers.
 MODELS_PER_PARAMETER = 3
 
 
@@ -157,12 +157,13 @@ def repeat(call, runs: int, min_total_ms: float = 50.0, max_runs: int = 5000) ->
     return times
 
 
-def fit_correction(rows: list[dict[str, float]], layers: list[int], measured: list[float]) -> Overhead:
+def fit_correction(rows: list[dict[str, float]], layers: list[int], measured: list[float],
+                   per_kind: bool = False) -> Overhead:
     """End-to-end ms = scale x (sum of entries) + a + b x layers, by least squares weighted by 1 / measured
     (relative error, the figure the accuracy check judges, so small models count as much as large ones).
-    ``rows`` are the entries' sums per layer kind. With at least ``MODELS_PER_PARAMETER`` models per fitted
-    number, every kind present in the models gets its own scale (bounded to 0.25-4: a kind seen in few models
-    cannot swing wild), the others keep the common one."""
+    ``rows`` are the entries' sums per layer kind. ``per_kind`` fits one scale per kind present instead
+    (bounded to 0.25-4), given ``MODELS_PER_PARAMETER`` models per fitted number; the cpu-litert benchmark
+    found it worse than one scale on held-out architectures (docs/latency.md), so it is not the default."""
     from scipy.optimize import lsq_linear
 
     y = np.array(measured, dtype=float)
@@ -170,7 +171,7 @@ def fit_correction(rows: list[dict[str, float]], layers: list[int], measured: li
     (scale, a, b), *_ = np.linalg.lstsq(common / y[:, None], np.ones_like(y), rcond=None)
     overhead = Overhead(scale=float(scale), a_ms=float(a), b_ms_per_layer=float(b), fitted_on=len(y))
     kinds = [k for k in LAYER_CLASSES if any(r.get(k, 0.0) > 0 for r in rows)]
-    if len(kinds) < 2 or len(y) < MODELS_PER_PARAMETER * (len(kinds) + 2):
+    if not per_kind or len(kinds) < 2 or len(y) < MODELS_PER_PARAMETER * (len(kinds) + 2):
         return overhead
     x = np.array([[r.get(k, 0.0) for k in kinds] + [1.0, n] for r, n in zip(rows, layers)]) / y[:, None]
     lo, hi = [0.25] * len(kinds) + [-np.inf] * 2, [4.0] * len(kinds) + [np.inf] * 2
