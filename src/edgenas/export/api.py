@@ -138,15 +138,16 @@ def _int8_report(fmt: str, out, got: np.ndarray, reference: np.ndarray, labels: 
     return report
 
 
-def _run_tflite(path: Path, images: torch.Tensor) -> np.ndarray:
-    """Logits of a .tflite on NCHW ``images``, one NHWC image at a time as deployed; int8 inputs are quantized
-    with the model's own scale and zero point and int8 outputs dequantized."""
+def run_tflite_outputs(path: Path, images: torch.Tensor) -> list[tuple[dict, np.ndarray]]:
+    """Every output of a .tflite on NCHW ``images``, as (its details, stacked values), one NHWC image at a
+    time as deployed; int8 inputs are quantized with the model's own scale and zero point and int8 outputs
+    dequantized."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
     interpreter.allocate_tensors()
-    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    got = []
+    inp, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()
+    got: list[list[np.ndarray]] = [[] for _ in outputs]
     for x in images:
         x = x.permute(1, 2, 0).unsqueeze(0).numpy()
         if inp["dtype"] == np.int8:
@@ -154,12 +155,18 @@ def _run_tflite(path: Path, images: torch.Tensor) -> np.ndarray:
             x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
         interpreter.set_tensor(inp["index"], x)
         interpreter.invoke()
-        y = interpreter.get_tensor(outp["index"])[0]
-        if outp["dtype"] == np.int8:
-            scale, zero = outp["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        got.append(y)
-    return np.stack(got)
+        for store, detail in zip(got, outputs):
+            y = interpreter.get_tensor(detail["index"])[0]
+            if detail["dtype"] == np.int8:
+                scale, zero = detail["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            store.append(y)
+    return [(detail, np.stack(values)) for detail, values in zip(outputs, got)]
+
+
+def _run_tflite(path: Path, images: torch.Tensor) -> np.ndarray:
+    """Logits of a classifier .tflite (its first output) on NCHW ``images``."""
+    return run_tflite_outputs(path, images)[0][1]
 
 
 def _tflite(model, out, images, labels, reference, atol, rtol) -> ExportReport:

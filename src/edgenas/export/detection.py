@@ -239,27 +239,10 @@ def run_tflite_heads(path: str | Path, images: torch.Tensor,
     """``(cls_logits [B, N, C+1], box_deltas [B, N, 4])`` of a detector .tflite on NCHW ``images``, one NHWC
     image at a time; int8 input quantized, int8 outputs dequantized with the model's own parameters. Outputs
     are told apart by their last dimension (C+1 or 4), in output order when C = 3 makes them alike."""
-    from ai_edge_litert.interpreter import Interpreter
+    from .api import run_tflite_outputs
 
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    outputs = sorted(interpreter.get_output_details(), key=lambda d: d["shape"][-1] != num_classes + 1)
-    got: list[list[np.ndarray]] = [[], []]
-    for x in images:
-        x = x.permute(1, 2, 0).unsqueeze(0).numpy()
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        for store, detail in zip(got, outputs):
-            y = interpreter.get_tensor(detail["index"])[0]
-            if detail["dtype"] == np.int8:
-                scale, zero = detail["quantization"]
-                y = (y.astype(np.float32) - zero) * scale
-            store.append(y)
-    return np.stack(got[0]), np.stack(got[1])
+    outputs = sorted(run_tflite_outputs(Path(path), images), key=lambda o: o[0]["shape"][-1] != num_classes + 1)
+    return outputs[0][1], outputs[1][1]
 
 
 def _check_int8(report: DetExportReport, reference: list[Detections], got: list[Detections], out) -> None:
