@@ -1,5 +1,6 @@
-"""The detector spec (SpaghettiNet graph + SSD head): counts against reference 5.3, builder, serialization,
-validation errors, and the model's outputs against the SSD core."""
+"""The detector spec (SpaghettiNet graph + SSD head, and SSDLite on classification backbones): counts against
+reference 5.3 and the MobileNetV2 paper, builder, serialization, validation errors, and the model's outputs
+against the SSD core."""
 
 import numpy as np
 import pytest
@@ -8,10 +9,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from edgenas.det import anchors_per_location, postprocess, ssd_anchors
 from edgenas.models import get_arch, list_models
-from edgenas.models.detection import spaghettinet_edgetpu
+from edgenas.models.detection import spaghettinet_edgetpu, ssdlite_mobilenet_v2
+from edgenas.models.mobilenet import mobilenet_v2
 from edgenas.nn import build_model
-from edgenas.spec import (Detector, FusedGroupedOp, GraphNode, IbnOp, SepOp, SpecError, SSDHead, count,
-                          load_spec, parse_spec, plan_detector, spec_layers)
+from edgenas.spec import (IBN, Arch, Detector, FusedGroupedOp, GraphConvOp, GraphNode, IbnOp, SepOp, SpecError,
+                          SSDHead, Stage, Stem, count, load_spec, parse_spec, plan_detector, spec_layers)
 
 DET_MODELS = list_models(task="detection")
 
@@ -21,7 +23,11 @@ GOLDEN = {
     "spaghettinet_edgetpu_s": (3_478_933, 1_039_208_776),
     "spaghettinet_edgetpu_m": (4_169_829, 1_244_490_352),
     "spaghettinet_edgetpu_l": (5_758_389, 1_564_189_896),
+    # SSDLite: MobileNetV2 read at layer_15/expansion_output (E4) and layer_19 (final) + 4 extra layers
+    "ssdlite_mobilenet_v2": (4_500_543, 804_397_504),
+    "ssdlite_mobilenet_edgetpu_v2_s": (7_198_255, 2_720_800_704),
 }
+SOURCE_SIZES = {"spaghettinet": [20, 10, 5, 3, 3], "ssdlite": [20, 10, 5, 3, 2, 1]}
 # Reference 5.1: the output nodes' (size, channels) at 320.
 OUTPUTS = {"s": [(20, 120), (10, 168), (5, 136), (3, 136), (3, 64)],
            "m": [(20, 120), (10, 168), (5, 136), (3, 136), (3, 64)],
@@ -33,6 +39,8 @@ def test_every_detection_model_is_pinned_and_matches_the_reference():
     got = {n: (count(get_arch(n)).params, count(get_arch(n)).macs) for n in DET_MODELS}
     assert got == GOLDEN
     for name, (params, macs) in got.items():
+        if not name.startswith("spaghettinet"):
+            continue
         reference = {"s": (3.48, 1.04), "m": (4.17, 1.24), "l": (5.76, 1.56)}[name[-1]]
         assert (round(params / 1e6, 2), round(macs / 1e9, 2)) == reference
 
@@ -53,9 +61,11 @@ def test_module_counts_equal_the_spec_and_outputs_cover_the_anchors(name):
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         cls, box = model(torch.randn(1, 3, 320, 320))
     assert (sum(p.numel() for p in model.parameters()), fc.get_total_flops() // 2) == GOLDEN[name]
-    assert anchors_per_location() == plan_detector(det).anchors == [3, 6, 6, 6, 6]
-    assert cls.shape == (1, 2058, 91) and box.shape == (1, 2058, 4)
-    assert torch.equal(model.anchors, ssd_anchors([(20, 20), (10, 10), (5, 5), (3, 3), (3, 3)]))
+    sizes = SOURCE_SIZES[name.split("_")[0]]
+    assert plan_detector(det).anchors == anchors_per_location(len(sizes)) == [3] + [6] * (len(sizes) - 1)
+    n = 3 * 20 * 20 + 6 * sum(s * s for s in sizes[1:])  # 2058 (SpaghettiNet), 2034 (SSDLite)
+    assert cls.shape == (1, n, 91) and box.shape == (1, n, 4)
+    assert torch.equal(model.anchors, ssd_anchors([(s, s) for s in sizes]))
     # class bias -4.6: every class starts near a 1% prior, as the focal-loss config wants
     assert torch.sigmoid(model.head.cls[0][-1].bias).max().item() == pytest.approx(0.00995, abs=1e-4)
     dets = postprocess(cls, box, model.anchors)
@@ -168,3 +178,72 @@ def test_profile_validate_and_latency_work_on_detectors(capsys, tmp_path):
     assert {"conv", "add", "max_pool", "resize"} <= {x.op for x in layers}
     code, out, _ = run(capsys, "latency", "spaghettinet_edgetpu_s", "--target", "macs")
     assert code == 0 and "1039.2088" in out
+
+
+def test_ssdlite_mobilenet_v2_counts_as_the_paper():
+    """MobileNetV2 paper, Table 6: SSDLite 4.3 M params, 0.8 B MAdds at 320, COCO's 80 classes (+ background)."""
+    c = count(ssdlite_mobilenet_v2(num_classes=80))
+    assert (round(c.params / 1e6, 1), round(c.macs / 1e9, 1)) == (4.3, 0.8)
+    tensors = plan_detector(ssdlite_mobilenet_v2()).tensors
+    assert [(tensors[s].size[0], tensors[s].channels) for s in ssdlite_mobilenet_v2().head.sources] == [
+        (20, 576), (10, 1280), (5, 512), (3, 256), (2, 256), (1, 128)]
+
+
+def test_backbone_taps_read_the_classifiers_tensors():
+    """The detector's backbone has the classifier's state-dict keys; with the classifier's weights loaded, E4
+    is block 13's expansion output and ``final`` the classifier's 1x1 head conv."""
+    det = ssdlite_mobilenet_v2()
+    model, classifier = build_model(det).eval(), build_model(det.backbone).eval()
+    weights = {k: v for k, v in classifier.state_dict().items() if k.startswith("backbone.")}
+    weights |= {k.replace("head.conv.", "backbone.final."): v for k, v in classifier.state_dict().items()
+                if k.startswith("head.conv.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    assert not unexpected and all(not k.startswith("backbone.") for k in missing)
+    seen = {}
+    block13 = [b for stage in classifier.backbone.stages for b in stage][13]
+    block13.expand.register_forward_hook(lambda m, i, o: seen.setdefault("E4", o))
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        feats = model.features(x)
+        final = classifier.head.conv(classifier.backbone(x)[-1])
+    assert torch.allclose(feats["E4"], seen["E4"]) and torch.allclose(feats["final"], final)
+
+
+def _tiny_backbone(**head) -> Arch:
+    blocks = lambda s: (IBN(expand_ratio=4, stride=s), IBN(expand_ratio=4))  # noqa: E731
+    return Arch(name="tiny", stem=Stem(out_channels=8), input_size=64,
+                stages=(Stage(out_channels=16, blocks=blocks(2)), Stage(out_channels=24, blocks=blocks(2)),
+                        Stage(out_channels=32, blocks=blocks(2))), **head)
+
+
+@pytest.mark.parametrize("sources", [("E3", "C4"), ("C3", "E2", "x5")])
+def test_backbone_detectors_count_like_their_modules(sources):
+    det = Detector(name="tiny_ssd", input_size=64, backbone=_tiny_backbone(),
+                   nodes=(GraphNode(name="x5", level=5, width=16, inputs=("C4",),
+                                    ops=(GraphConvOp(out_channels=8), SepOp(stride=2, dw_norm=True))),),
+                   head=SSDHead(sources=sources, num_classes=3))
+    model = build_model(det).eval()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        cls, box = model(torch.randn(2, 3, 64, 64))
+    c = count(det)
+    assert (sum(p.numel() for p in model.parameters()), fc.get_total_flops() // 4) == (c.params, c.macs)
+    assert cls.shape[1] == box.shape[1] == len(model.anchors)
+    assert parse_spec(det.to_dict(compact=True)) == det
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"stem": {"out_channels": 16}}, r"stem: a detector with a backbone has no stem of its own"),
+    ({"head": {"type": "ssd", "sources": ["E4"]}}, r"head.sources\[0\]: unknown node 'E4'"),
+    ({"nodes": [{"name": "x5", "level": 5, "width": 16, "inputs": ["E4"], "ops": [{"type": "sep", "stride": 2}]}]},
+     r"nodes\[0\].inputs\[0\]: unknown input 'E4'; known: C1, C2, C3, C4, E1, E2, E3, final"),
+    ({"nodes": [{"name": "x5", "level": 5, "width": 16, "inputs": ["C4"],
+                 "ops": [{"type": "conv", "out_channels": 8, "stride": 2}]}]},
+     r"nodes\[0\].ops\[0\]: the last op gives 8 channels, not the node's width 16"),
+])
+def test_bad_backbone_detectors_fail_with_their_path(change, message):
+    data = {"name": "tiny_ssd", "input_size": 64, "backbone": _tiny_backbone().to_dict(), "kind": "detector",
+            "nodes": [{"name": "x5", "level": 5, "width": 16, "inputs": ["C4"],
+                       "ops": [{"type": "sep", "stride": 2}]}],
+            "head": {"type": "ssd", "sources": ["C3", "x5"]}, **change}
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data)

@@ -109,7 +109,8 @@ def cmd_arch_validate(args) -> int:
         emit_json({"valid": True, "name": arch.name, "params": c.params, "macs": c.macs})
         return 0
     if isinstance(arch, Detector):
-        what = (f"detector, {len(arch.nodes)} graph nodes, {sum(len(n.ops) for n in arch.nodes)} ops, SSD head on "
+        what = ("detector, " + (f"{arch.backbone.num_blocks} backbone blocks, " if arch.backbone else "")
+                + f"{len(arch.nodes)} graph nodes, {sum(len(n.ops) for n in arch.nodes)} ops, SSD head on "
                 f"{len(arch.head.sources)} sources, {arch.num_classes} classes")
     elif isinstance(arch, Network):
         what = (f"{arch.task} network, {arch.backbone.num_blocks} backbone blocks, {len(arch.nodes)} nodes"

@@ -1,4 +1,5 @@
-"""SpaghettiNet-EdgeTPU S/M/L (reference 5.2) with the SSDLite head of Google's TF1 config (5.3), as data.
+"""SpaghettiNet-EdgeTPU S/M/L (reference 5.2) with the SSDLite head of Google's TF1 config (5.3), as data, and
+the SSDLite baselines on classification backbones (MobileNetV2, MobileNetEdgeTPUV2-S).
 
 Node lists as in TF OD API's ``ssd_spaghettinet_feature_extractor.py``. Written compactly: ``FG(k, e, s, g)`` is
 ``fused_grouped``, ``I(k, e, s)`` ``ibn``, ``Sp(k, s)`` ``sep``; ``r`` marks a residual. Outputs c0n1..c0n5
@@ -7,7 +8,7 @@ feed the head; at 320 they are 20x20, 10x10, 5x5, 3x3, 3x3 (c0n5 is nominally le
 
 from __future__ import annotations
 
-from ..spec import Detector, FusedGroupedOp, GraphNode, IbnOp, SepOp, SSDHead
+from ..spec import Arch, Detector, FusedGroupedOp, GraphConvOp, GraphNode, IbnOp, Norm, SepOp, SSDHead
 
 COCO_CLASSES = 90
 OUTPUTS = ("c0n1", "c0n2", "c0n3", "c0n4", "c0n5")
@@ -82,3 +83,39 @@ def spaghettinet_edgetpu(variant: str, num_classes: int = COCO_CLASSES, input_si
                   for name, (width, ops) in VARIANTS[variant].items())
     return Detector(name=f"spaghettinet_edgetpu_{variant}", input_size=input_size, nodes=nodes,
                     head=SSDHead(sources=OUTPUTS, num_classes=num_classes))
+
+
+# SSDLite (Sandler et al. 2018, TF OD API's ``ssd_mobilenet_v2_feature_extractor`` with ``use_depthwise``): the
+# backbone read at the expansion of the block that leaves stride 16 and after its final 1x1 conv, then four
+# extra layers, each 1x1 to half the depth + BN + ReLU6, then 3x3 depthwise stride 2 + BN + ReLU6 and 1x1 to
+# the depth + BN + ReLU6. At 320: 20x20, 10x10, 5x5, 3x3, 2x2, 1x1, 2034 anchors.
+SSDLITE_TAPS = ("E4", "final")
+SSDLITE_EXTRA = (512, 256, 256, 128)
+
+
+def ssdlite(name: str, backbone: Arch, num_classes: int = COCO_CLASSES, input_size: int = 320) -> Detector:
+    nodes, previous = [], SSDLITE_TAPS[-1]
+    for i, depth in enumerate(SSDLITE_EXTRA):
+        nodes.append(GraphNode(name=f"extra{i + 1}", level=6 + i, width=depth, inputs=(previous,),
+                               ops=(GraphConvOp(out_channels=depth // 2), SepOp(stride=2, dw_norm=True))))
+        previous = nodes[-1].name
+    return Detector(name=name, input_size=input_size, backbone=backbone.replace(input_size=input_size),
+                    nodes=tuple(nodes), head=SSDHead(sources=SSDLITE_TAPS + tuple(n.name for n in nodes),
+                                                     num_classes=num_classes),
+                    norm=Norm(eps=1e-3, momentum=0.0003))  # the TF configs' BN: decay 0.9997, eps 1e-3
+
+
+def ssdlite_mobilenet_v2(num_classes: int = COCO_CLASSES, input_size: int = 320) -> Detector:
+    from .mobilenet import mobilenet_v2
+
+    arch = mobilenet_v2().replace(norm=Norm(eps=1e-3, momentum=0.0003))
+    return ssdlite("ssdlite_mobilenet_v2", arch, num_classes, input_size)
+
+
+def ssdlite_mobilenet_edgetpu_v2_s(num_classes: int = COCO_CLASSES, input_size: int = 320) -> Detector:
+    """As TF's ``ssd_mobilenet_edgetpu_feature_extractor`` reads MobileNetEdgeTPU (v1): the expansion of the
+    first stride-32 block and the final 1x1 conv; Google released no detector on the V2 backbone."""
+    from .edgetpu_v2 import mobilenet_edgetpu_v2
+
+    arch = mobilenet_edgetpu_v2("s").replace(norm=Norm(eps=1e-3, momentum=0.0003))
+    return ssdlite("ssdlite_mobilenet_edgetpu_v2_s", arch, num_classes, input_size)

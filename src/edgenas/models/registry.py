@@ -115,7 +115,12 @@ def _detection_cards() -> list[ModelCard]:
                       lambda num_classes=90, v=v: detection.spaghettinet_edgetpu(v, num_classes), 90,
                       Published(None, "COCO17 val, 320, SSDLite head", src, params=p, macs=m, map=ap),
                       task="detection")
-            for v, (ap, p, m) in published.items()]
+            for v, (ap, p, m) in published.items()] + [
+        ModelCard("ssdlite_mobilenet_v2", "SSDLite", detection.ssdlite_mobilenet_v2, 90,
+                  Published(None, "COCO test-dev, 320; params/MACs at 80 classes", "Sandler et al. 2018, "
+                            "MobileNetV2, Table 6", params=4.3, macs=800, map=22.1), task="detection"),
+        ModelCard("ssdlite_mobilenet_edgetpu_v2_s", "SSDLite", detection.ssdlite_mobilenet_edgetpu_v2_s, 90,
+                  task="detection")]
 
 
 def _index(cards: list[ModelCard]) -> dict[str, ModelCard]:

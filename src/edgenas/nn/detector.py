@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..det import ssd_anchors
-from ..spec import Detector, FusedGroupedOp, IbnOp
-from ..spec.detector_plan import plan_detector
+from ..spec import GraphConvOp, Detector, FusedGroupedOp, IbnOp
+from ..spec.detector_plan import Tap, plan_detector
 from .layers import ConvNormAct
-from .model import init_weights
+from .model import Backbone, init_weights
 from .network import SamePool, use_tf_padding
 
 
@@ -50,6 +50,12 @@ class GraphOpModule(nn.Module):
             mid = in_channels * op.expansion
             self.body = nn.Sequential(ConvNormAct(in_channels, mid, k, s, groups=op.groups, act="relu6", norm=norm),
                                       ConvNormAct(mid, width, norm=norm))
+        elif isinstance(op, GraphConvOp):
+            self.body = ConvNormAct(in_channels, op.out_channels or width, k, s, act="relu6", norm=norm)
+        elif op.dw_norm:
+            self.body = nn.Sequential(ConvNormAct(in_channels, in_channels, k, s, groups=in_channels, act="relu6",
+                                                  norm=norm),
+                                      ConvNormAct(in_channels, width, act="relu6", norm=norm))
         else:
             self.body = nn.Sequential(nn.Conv2d(in_channels, in_channels, k, s, k // 2, groups=in_channels),
                                       ConvNormAct(in_channels, width, act="relu6", norm=norm))
@@ -68,8 +74,11 @@ class GraphNodeModule(nn.Module):
                                    for i in node.inputs) if len(node.inputs) > 1 else None
         # edges are cropped to the size of the edge whose source has the lowest level (Google's rule)
         self.finest = min(range(len(node.inputs)), key=lambda j: levels[node.inputs[j]])
-        widths = [channels[node.inputs[0]] if self.edges is None else node.width] + [node.width] * len(node.ops)
-        self.ops = nn.Sequential(*(GraphOpModule(op, c, node.width, norm) for op, c in zip(node.ops, widths)))
+        c, ops = channels[node.inputs[0]] if self.edges is None else node.width, []
+        for op in node.ops:
+            ops.append(GraphOpModule(op, c, node.width, norm))
+            c = op.out_channels if isinstance(op, GraphConvOp) and op.out_channels else node.width
+        self.ops = nn.Sequential(*ops)
 
     def forward(self, known: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.edges is None:
@@ -109,17 +118,55 @@ class SSDLiteHead(nn.Module):
         return cls, box
 
 
+class BackboneFeatures(Backbone):
+    """A classification backbone read at named taps (``spec.detector_plan.backbone_taps``): after a block,
+    inside an inverted bottleneck after its expansion, or after the final 1x1 conv. Its state-dict keys are
+    the classifier's (``backbone.stem``, ``backbone.stages``; its ``head.conv`` is ``backbone.final``), so
+    ImageNet weights load into it."""
+
+    def __init__(self, arch, taps: dict[str, Tap], used: set[str]):
+        super().__init__(arch)
+        self.blocks = [b for stage in self.stages for b in stage]  # a plain list: not registered twice
+        self.after = {t.block: name for name, t in taps.items() if name in used and not t.expansion}
+        self.inside = {t.block: name for name, t in taps.items() if name in used and t.expansion}
+        self.final = (ConvNormAct(arch.out_channels, arch.head.conv_channels, act=arch.head.act, norm=arch.norm)
+                      if "final" in used else None)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stem(x)
+        out = {self.after[-1]: x} if -1 in self.after else {}
+        for n, block in enumerate(self.blocks):
+            if n in self.inside:  # a stride-2 inverted bottleneck: no residual to add
+                e = block.expand(x)
+                out[self.inside[n]] = e
+                x = block.project(block.se(block.spatial(e)))
+            else:
+                x = block(x)
+            if n in self.after:
+                out[self.after[n]] = x
+        if self.final is not None:
+            out["final"] = self.final(x)
+        return out
+
+
 class DetectorModel(nn.Module):
     def __init__(self, det: Detector):
         super().__init__()
         self.spec = det
         plan = plan_detector(det)
         norm = det.norm
-        self.stem_name = det.stem.name
-        self.stem = ConvNormAct(det.in_channels, det.stem.out_channels, det.stem.kernel_size, 2, act="relu6",
-                                norm=norm)
-        levels = {det.stem.name: 1, **{n.name: n.level for n in det.nodes}}
-        channels = {det.stem.name: det.stem.out_channels, **{n.name: n.width for n in det.nodes}}
+        if det.backbone is not None:
+            used = {i for n in det.nodes for i in n.inputs} | set(det.head.sources)
+            self.stem_name, self.backbone = None, BackboneFeatures(det.backbone, plan.taps, used)
+            levels = {name: t.level for name, t in plan.tensors.items() if name in plan.taps}
+            channels = {name: t.channels for name, t in plan.tensors.items() if name in plan.taps}
+        else:
+            self.stem_name = det.stem.name
+            self.stem = ConvNormAct(det.in_channels, det.stem.out_channels, det.stem.kernel_size, 2, act="relu6",
+                                    norm=norm)
+            levels, channels = {det.stem.name: 1}, {det.stem.name: det.stem.out_channels}
+        levels.update({n.name: n.level for n in det.nodes})
+        channels.update({n.name: n.width for n in det.nodes})
         self.nodes = nn.ModuleDict({n.name: GraphNodeModule(n, levels, channels, norm) for n in det.nodes})
         self.sources = det.head.sources
         self.num_classes = det.head.num_classes
@@ -137,7 +184,7 @@ class DetectorModel(nn.Module):
                            h.reduce_boxes_in_lowest_layer)
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        known = {self.stem_name: self.stem(x)}
+        known = self.backbone(x) if self.stem_name is None else {self.stem_name: self.stem(x)}
         for name, node in self.nodes.items():
             known[name] = node(known)
         return known

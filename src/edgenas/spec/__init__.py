@@ -12,7 +12,8 @@ from .shapes import Counts, FeatureLevel, PlannedBlock, arch_layers, block_plan,
 from .network import (ConvOp, DropoutOp, Network, Node, PoolOp, ResizeOp, SegmentationHead, SepConvOp, Tail,
                       load_spec, parse_network, parse_spec)
 from .graph import network_layers, plan_network
-from .detector import Detector, FusedGroupedOp, GraphNode, GraphStem, IbnOp, SepOp, SSDHead, parse_detector
+from .detector import (Detector, FusedGroupedOp, GraphConvOp, GraphNode, GraphStem, IbnOp, SepOp, SSDHead,
+                       parse_detector)
 from .detector_plan import detector_layers, plan_detector
 
 __all__ = [
@@ -21,6 +22,6 @@ __all__ = [
     "Skip", "make_divisible", "SpecError", "Layer", "Counts", "FeatureLevel", "PlannedBlock", "arch_layers",
     "block_plan", "count", "feature_levels", "spec_layers", "ConvOp", "DropoutOp", "Network", "Node", "PoolOp",
     "ResizeOp", "SegmentationHead", "SepConvOp", "Tail", "load_spec", "parse_network", "parse_spec",
-    "network_layers", "plan_network", "Detector", "FusedGroupedOp", "GraphNode", "GraphStem", "IbnOp", "SepOp",
-    "SSDHead", "parse_detector", "detector_layers", "plan_detector",
+    "network_layers", "plan_network", "Detector", "FusedGroupedOp", "GraphConvOp", "GraphNode", "GraphStem",
+    "IbnOp", "SepOp", "SSDHead", "parse_detector", "detector_layers", "plan_detector",
 ]

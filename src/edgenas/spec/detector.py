@@ -14,6 +14,13 @@ classification blocks): ``ibn`` expands relative to the node's *output* width; `
 input into ``groups`` slices and expands each relative to the *input*; ``sep`` is a biased depthwise conv
 with no BN or activation before its 1x1 + BN + ReLU6. Residuals are explicit flags.
 
+A detector may instead start from a classification ``backbone`` (an ``Arch``; then there is no stem), as the
+SSDLite baselines do. Its features are inputs by name: ``C<level>`` the backbone's feature level (its last
+output at stride 2^level), ``E<level>`` the expansion output of the inverted bottleneck that leaves that level
+(TF's ``layer_15/expansion_output`` for MobileNetV2 is ``E4``), and ``final`` the backbone's final 1x1 conv
+(the classifier head's, 1280 wide for MobileNetV2). SSD's extra layers are then nodes with a ``conv`` op
+(1x1 + BN + ReLU6 to half the width) and a ``sep`` op with ``dw_norm`` (depthwise + BN + ReLU6, stride 2).
+
 The SSD head (SSDLite box predictor) reads ``sources`` in order: per source, a 3x3 depthwise + BN + ReLU6 and a
 biased 1x1 to anchors x 4 box codes, and the same to anchors x (classes + 1) class logits (column 0 the
 background). Shapes, validation and the layer list live in ``spec.detector_plan``.
@@ -29,7 +36,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from ..io import write_atomic
-from .arch import SCHEMA_VERSION, InputSize, Norm, NumClasses, Preprocess, _dumped
+from .arch import SCHEMA_VERSION, Arch, InputSize, Norm, NumClasses, Preprocess, _dumped
 from .blocks import Channels, KernelSize, Spec, Stride
 from .errors import SpecError
 from .network import NAME, Level
@@ -61,15 +68,27 @@ class FusedGroupedOp(Spec):
 
 
 class SepOp(Spec):
-    """k x k depthwise (stride) with bias, no BN or activation -> 1x1 + BN + ReLU6."""
+    """k x k depthwise (stride) with bias, no BN or activation -> 1x1 + BN + ReLU6. With ``dw_norm`` the
+    depthwise has BN + ReLU6 and no bias (SSDLite's extra layers, TF's ``separable_conv2d`` in an arg scope)."""
 
     type: Literal["sep"] = "sep"
     kernel_size: KernelSize = 3
     stride: Stride = 1
+    dw_norm: bool = False
     residual: bool = False
 
 
-GraphOp = Annotated[Union[IbnOp, FusedGroupedOp, SepOp], Field(discriminator="type")]
+class GraphConvOp(Spec):
+    """k x k conv (stride) + BN + ReLU6 to ``out_channels`` (default: the node's width)."""
+
+    type: Literal["conv"] = "conv"
+    kernel_size: KernelSize = 1
+    stride: Stride = 1
+    out_channels: Channels | None = None
+    residual: bool = False
+
+
+GraphOp = Annotated[Union[IbnOp, FusedGroupedOp, SepOp, GraphConvOp], Field(discriminator="type")]
 
 
 class GraphStem(Spec):
@@ -131,7 +150,8 @@ class Detector(Spec):
     task: Literal["detection"] = "detection"
     input_size: InputSize = 320
     in_channels: Annotated[int, Field(ge=1, le=16)] = 3
-    stem: GraphStem = GraphStem()
+    backbone: Arch | None = None  # a classification backbone whose features feed the graph (SSDLite baselines)
+    stem: GraphStem | None = None  # SpaghettiNet's stem; the default one unless a backbone is given
     nodes: Annotated[tuple[GraphNode, ...], Field(min_length=1)]
     head: Head
     norm: Norm = Norm(eps=1e-3, momentum=0.03)  # SpaghettiNet's config: decay 0.97, eps 1e-3
@@ -144,10 +164,18 @@ class Detector(Spec):
         if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise SpecError(f"schema_version: {data['schema_version']!r} is not supported "
                             f"(this edgenas reads {SCHEMA_VERSION})", loc=("schema_version",))
+        if isinstance(data, dict) and data.get("backbone") is None and data.get("stem") is None:
+            data = {**data, "stem": GraphStem()}
         return data
 
     @model_validator(mode="after")
     def _graph_fits(self):
+        if self.backbone is not None and self.stem is not None:
+            raise SpecError("stem: a detector with a backbone has no stem of its own; give one or the other",
+                            loc=("stem",))
+        if self.backbone is not None and self.backbone.in_channels != self.in_channels:
+            raise SpecError(f"backbone.in_channels: {self.backbone.in_channels} differs from the detector's "
+                            f"{self.in_channels}", loc=("backbone", "in_channels"))
         from .detector_plan import plan_detector
 
         plan_detector(self)  # raises a SpecError naming the node, input or op
@@ -171,6 +199,8 @@ class Detector(Spec):
         for node_data, node in zip(data["nodes"], self.nodes):  # every op keeps its discriminator
             node_data["ops"] = [{"type": o.type, **d} for d, o in zip(node_data["ops"], node.ops)]
         data["head"] = {"type": self.head.type, **data["head"]}
+        if self.backbone is not None:
+            data["backbone"] = self.backbone.to_dict(compact)
         return data
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -200,5 +230,5 @@ def parse_detector(data) -> Detector:
         raise from_validation_error(err) from None
 
 
-__all__ = ["IbnOp", "FusedGroupedOp", "SepOp", "GraphOp", "GraphStem", "GraphNode", "SSDHead", "Detector",
+__all__ = ["IbnOp", "FusedGroupedOp", "SepOp", "GraphConvOp", "GraphOp", "GraphStem", "GraphNode", "SSDHead", "Detector",
            "parse_detector"]

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .blocks import conv
-from .detector import Detector, FusedGroupedOp, IbnOp, SepOp
+from dataclasses import replace
+
+from .arch import Arch
+from .blocks import IBN, conv
+from .detector import GraphConvOp, Detector, FusedGroupedOp, IbnOp, SepOp
 from .errors import SpecError, format_loc
 from .layer import Layer
+from .shapes import backbone_layers, block_plan, feature_levels
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,47 @@ class GraphNodePlan:
         return [x for e in self.edges for x in e.layers] + self.combine + [x for op in self.ops for x in op]
 
 
+@dataclass(frozen=True)
+class Tap:
+    """Where a backbone feature is read: after ``block`` (-1 the stem), from the expansion of ``block``
+    (``expansion``), or after the final 1x1 conv (``block`` None)."""
+
+    block: int | None
+    expansion: bool = False
+
+
 @dataclass
 class DetectorPlan:
-    stem: list[Layer]
+    stem: list[Layer]  # the stem, or the whole backbone (and its final conv, where the graph reads it)
     tensors: dict[str, GraphTensor]
     nodes: list[GraphNodePlan] = field(default_factory=list)
     head: list[Layer] = field(default_factory=list)
     anchors: list[int] = field(default_factory=list)  # per source, anchors per cell
     source_sizes: list[tuple[int, int]] = field(default_factory=list)
+    taps: dict[str, Tap] = field(default_factory=dict)  # backbone features by name (detectors with a backbone)
+
+
+def backbone_taps(arch: Arch, size: int) -> tuple[dict[str, GraphTensor], dict[str, Tap]]:
+    """The features a graph can read from ``arch`` at ``size``: ``C<level>`` per feature level, ``E<level>``
+    per inverted bottleneck with a 1x1 expansion that leaves a level by stride 2, and ``final`` where the arch
+    has a final 1x1 conv."""
+    tensors, taps = {}, {}
+
+    def add(name, channels, stride, tap):
+        s = -(-size // stride)
+        tensors[name] = GraphTensor(name, channels, (s, s), stride.bit_length() - 1, stride)
+        taps[name] = tap
+
+    for lv in feature_levels(arch):
+        add(f"C{lv.reduction.bit_length() - 1}", lv.channels, lv.reduction, Tap(lv.block))
+    for n, pb in enumerate(block_plan(arch)):
+        if pb.stride == 2 and isinstance(pb.block, IBN) and pb.block.mid(pb.in_channels) != pb.in_channels:
+            before = pb.reduction // 2
+            add(f"E{before.bit_length() - 1}", pb.block.mid(pb.in_channels), before, Tap(n, expansion=True))
+    if arch.head.conv_channels:
+        last = feature_levels(arch)[-1]
+        add("final", arch.head.conv_channels, last.reduction, Tap(None))
+    return tensors, taps
 
 
 def _fail(loc: tuple, message: str):
@@ -93,16 +130,21 @@ def op_layers(path: str, op, channels: int, width: int, size: tuple[int, int], l
                        act="relu6")]
         out = layers[-1].out_size
         layers.append(conv(f"{path}.project", mid, width, out))
+    elif isinstance(op, GraphConvOp):
+        layers = [conv(f"{path}.conv", channels, op.out_channels or width, size, op.kernel_size, op.stride,
+                       act="relu6")]
+        out = layers[-1].out_size
     else:
         assert isinstance(op, SepOp)
-        layers = [conv(f"{path}.dw", channels, channels, size, op.kernel_size, op.stride, groups=channels,
-                       bias=True, norm=False)]
+        dw = (dict(act="relu6") if op.dw_norm else dict(bias=True, norm=False))
+        layers = [conv(f"{path}.dw", channels, channels, size, op.kernel_size, op.stride, groups=channels, **dw)]
         out = layers[-1].out_size
         layers.append(conv(f"{path}.pw", channels, width, out, act="relu6"))
+    out_channels = layers[-1].out_channels
     if op.residual:
-        if op.stride != 1 or channels != width:
+        if op.stride != 1 or channels != out_channels:
             _fail(loc + ("residual",), f"a residual needs the op to keep its shape, but it maps {channels} "
-                                       f"channels at stride {op.stride} to {width}")
+                                       f"channels at stride {op.stride} to {out_channels}")
         layers.append(Layer(path=f"{path}.add", op="add", in_channels=width, out_channels=width, in_size=out,
                             out_size=out, num_inputs=2))
     return layers
@@ -112,11 +154,22 @@ def plan_detector(det: Detector, input_size: int | None = None) -> DetectorPlan:
     """Every tensor and layer of ``det`` at ``input_size`` (default: its deployment size), validating the graph;
     a bad graph raises a one-line ``SpecError`` naming the node and the field."""
     size = input_size or det.input_size
-    stem = conv(f"{det.stem.name}.conv", det.in_channels, det.stem.out_channels, (size, size),
-                det.stem.kernel_size, 2, act="relu6")
-    tensors = {det.stem.name: GraphTensor(det.stem.name, det.stem.out_channels, stem.out_size, 1, 2)}
-    plan = DetectorPlan([stem], tensors)
-    order = [det.stem.name] + [n.name for n in det.nodes]
+    if det.backbone is not None:
+        tensors, taps = backbone_taps(det.backbone, size)
+        stem = [replace(x, path=f"backbone.{x.path}") for x in backbone_layers(det.backbone, size)]
+        plan = DetectorPlan(stem, tensors, taps=taps)
+        inputs = {i for n in det.nodes for i in n.inputs} | set(det.head.sources)
+        if "final" in inputs:
+            c = tensors[f"C{tensors['final'].level}"]
+            plan.stem.append(conv("backbone.final", c.channels, tensors["final"].channels, c.size,
+                                  act=str(det.backbone.head.act)))
+        order = list(tensors) + [n.name for n in det.nodes]
+    else:
+        stem = conv(f"{det.stem.name}.conv", det.in_channels, det.stem.out_channels, (size, size),
+                    det.stem.kernel_size, 2, act="relu6")
+        tensors = {det.stem.name: GraphTensor(det.stem.name, det.stem.out_channels, stem.out_size, 1, 2)}
+        plan = DetectorPlan([stem], tensors)
+        order = [det.stem.name] + [n.name for n in det.nodes]
     for i, node in enumerate(det.nodes):
         loc = ("nodes", i)
         if node.name in tensors:
@@ -159,7 +212,10 @@ def plan_detector(det: Detector, input_size: int | None = None) -> DetectorPlan:
                                                   "op would move it off that level")
             layers = op_layers(f"{node.name}.ops.{k}", op, channels, node.width, cur, loc + ("ops", k))
             ops.append(layers)
-            channels, cur, stride = node.width, layers[-1].out_size, stride * op.stride
+            channels, cur, stride = layers[-1].out_channels, layers[-1].out_size, stride * op.stride
+        if channels != node.width:
+            _fail(loc + ("ops", len(node.ops) - 1), f"the last op gives {channels} channels, not the node's "
+                                                    f"width {node.width}")
         if len(inputs) == 1 and 2**node.level < stride:
             _fail(loc + ("level",), f"level {node.level} (stride {2**node.level}) cannot be reached: {inputs[0].name} "
                                     f"at stride {inputs[0].stride} and the ops' strides give stride {stride}")
@@ -169,7 +225,7 @@ def plan_detector(det: Detector, input_size: int | None = None) -> DetectorPlan:
     head = det.head
     plan.anchors = head.anchors_per_location()
     for j, name in enumerate(head.sources):
-        if name not in tensors or name == det.stem.name:
+        if name not in tensors or (det.stem is not None and name == det.stem.name):
             _fail(("head", "sources", j), f"unknown node {name!r}; nodes: {', '.join(n.name for n in det.nodes)}")
         t, a = tensors[name], plan.anchors[j]
         plan.source_sizes.append(t.size)
