@@ -10,7 +10,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from edgenas.det import anchors_per_location, postprocess, ssd_anchors
 from edgenas.models import get_arch, list_models
 from edgenas.models.detection import spaghettinet_edgetpu, ssdlite_mobilenet_v2
-from edgenas.models.mobilenet import mobilenet_v2
 from edgenas.nn import build_model
 from edgenas.spec import (IBN, Arch, Detector, FusedGroupedOp, GraphConvOp, GraphNode, IbnOp, SepOp, SpecError,
                           SSDHead, Stage, Stem, count, load_spec, parse_spec, plan_detector, spec_layers)

@@ -230,5 +230,5 @@ def parse_detector(data) -> Detector:
         raise from_validation_error(err) from None
 
 
-__all__ = ["IbnOp", "FusedGroupedOp", "SepOp", "GraphConvOp", "GraphOp", "GraphStem", "GraphNode", "SSDHead", "Detector",
-           "parse_detector"]
+__all__ = ["IbnOp", "FusedGroupedOp", "SepOp", "GraphConvOp", "GraphOp", "GraphStem", "GraphNode", "SSDHead",
+           "Detector", "parse_detector"]
