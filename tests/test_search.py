@@ -213,6 +213,60 @@ def test_baselines_score_trials_with_the_same_reward(kind):
     assert best(trials).reward == max(t.reward for t in trials)
 
 
+MULTI = ["search.trials=5", "search.trial_steps=3", "search.population=2", "search.heldout=100",
+         "data.train_subset=400", "train.batch_size=16", "train.threads=1", "train.lr=0.05",
+         "search.latency_target=60"]
+
+
+def test_strategy_evolution_is_a_search_command_that_resumes_trial_by_trial(tmp_path, capsys, monkeypatch):
+    """``edgenas search --strategy evolution`` writes the TuNAS folder (result, arch, trace per trial,
+    report); interrupted after two trials, a resumed run trains only the other three and ends as an
+    uninterrupted one."""
+    from edgenas.cli import main
+    from edgenas.search import multitrial
+    from edgenas.spec import load_arch
+
+    args = lambda out: ["search", "--strategy", "evolution", "--out", str(out), "--json"] + [  # noqa: E731
+        a for s in MULTI for a in ("--set", s)]
+    assert main(args(tmp_path / "a")) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["strategy"] == "evolution" and whole["trials"] == 5 and "supernet_quality" not in whole
+    trace = [json.loads(line) for line in (tmp_path / "a" / "trace.jsonl").read_text().splitlines()]
+    assert [r["trial"] for r in trace] == list(range(5))
+    assert max(r["reward"] for r in trace) == trace[-1]["best_reward"]
+    assert whole["quality"] == pytest.approx(max(trace, key=lambda r: r["reward"])["quality"], abs=1e-4)
+    assert load_arch(tmp_path / "a" / "arch.yaml") == get_space("small-28").fix(whole["decision"]).replace(
+        name="small-28-searched")
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert "held-out top-1 after 3 steps of stand-alone training" in page and "5 of 5" in page
+    assert "fig-pareto" in page and "fig-probabilities" not in page
+
+    real, calls, interrupt_at = multitrial.make_evaluator, [], [3]
+
+    def interrupted(*a, **k):  # the third trial is interrupted, as a kill would
+        evaluate = real(*a, **k)
+
+        def run(decision):
+            calls.append(decision)
+            if len(calls) == interrupt_at[0]:
+                raise KeyboardInterrupt
+            return evaluate(decision)
+        return run
+    monkeypatch.setattr(multitrial, "make_evaluator", interrupted)
+    assert main(args(tmp_path / "b")) == 130  # the CLI's exit code for an interruption
+    assert len((tmp_path / "b" / "trials.jsonl").read_text().splitlines()) == 1 + 2  # settings + 2 trials
+    assert main(args(tmp_path / "b")) == 1 and "already holds a search" in capsys.readouterr().err
+    calls.clear()
+    interrupt_at[0] = 0
+    capsys.readouterr()
+    assert main(args(tmp_path / "b") + ["--resume"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert len(calls) == 3 and resumed["decision"] == whole["decision"]
+    assert resumed["quality"] == whole["quality"]
+    assert main(args(tmp_path / "b") + ["--resume", "--set", "search.trial_steps=4"]) == 1
+    assert "was searched with another config (search.trial_steps 3 -> 4)" in capsys.readouterr().err
+
+
 def test_evolution_mutates_one_choice():
     from edgenas.search.baselines import mutate
 
@@ -403,3 +457,19 @@ def test_baselines_run_on_a_local_ray_cluster():
     assert [t.latency for t in on_ray] == [t.latency for t in local]
     assert [t.quality for t in on_ray] == [t.quality for t in local]
     assert [t.reward for t in on_ray] == [t.reward for t in local]
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--strategy", "random"], ("random", "local", None)),
+    (["--strategy", "evolution", "--ray"], ("evolution", "ray", None)),
+    (["--strategy", "random", "--ray", "10.0.0.1:6379", "--set", "search.strategy=evolution"],
+     ("evolution", "ray", "10.0.0.1:6379")),  # --set wins over the flags
+])
+def test_strategy_and_ray_flags_are_config_overrides(argv, expected):
+    from edgenas.cli import _parser
+    from edgenas.cli.search import _flags
+    from edgenas.cli.train import run_config
+
+    args = _parser().parse_args(["search", *argv])
+    s = run_config(args, {"search": {}}, _flags(args)).search
+    assert (s.strategy, s.executor, s.ray_address) == expected

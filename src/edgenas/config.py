@@ -124,9 +124,11 @@ class TrainConfig(_Section):
 
 
 class SearchConfig(_Section):
-    """TuNAS one-shot search (``edgenas.search``). The shared weights train with the ``train`` section's
-    optimizer, lr, momentum, weight_decay (none on BatchNorm and biases), label_smoothing, grad_clip,
-    batch_size, seed and threads."""
+    """A search (``edgenas.search``): TuNAS one-shot (the default ``strategy``), or a multi-trial baseline,
+    random search or regularized evolution, whose trials train stand-alone for ``trial_steps``. The shared
+    weights (TuNAS) and the trials train with the ``train`` section's lr, label_smoothing, batch_size, seed and
+    threads (TuNAS also its optimizer, momentum, weight_decay and grad_clip)."""
+    strategy: Literal["tunas", "random", "evolution"] = "tunas"
     space: str = "small-28"
     target: str = "macs"  # latency model by name (edgenas.latency.TARGETS), at the arch's deployment input
     latency_target: Annotated[float, Field(gt=0)] = 60.0  # in the latency model's unit (ms, or MMACs)
@@ -148,6 +150,14 @@ class SearchConfig(_Section):
     # a finished search keeps the supernet's weights and optimizer in its checkpoint (GBs for edgetpu-v2-224);
     # by default only the controller and the record stay, which is all a rerun of the job reads
     keep_supernet: bool = False
+    # multi-trial strategies (random, evolution): trials, each trained from scratch for trial_steps weight steps
+    # and scored on the whole held-out split; evolution keeps a population and mutates the best of sample_size
+    trials: Annotated[int, Field(gt=0)] = 16
+    trial_steps: Annotated[int, Field(gt=0)] = 100
+    population: Annotated[int, Field(gt=0)] = 8
+    sample_size: Annotated[int, Field(gt=0)] = 3
+    executor: Literal["local", "ray"] = "local"  # ray: one task per trial on the cluster at ray_address
+    ray_address: str | None = None  # null: a local Ray instance with the machine's CPUs
 
 
 class RunConfig(_Section):

@@ -126,9 +126,14 @@ def _train_parsers(sub, jsonp) -> None:
                      "checkpoint.pt")
     t.set_defaults(func=train.cmd_train)
 
-    r = sub.add_parser("search", parents=[jsonp], help="TuNAS one-shot search for a latency target")
-    _run_config_args(r, "search.latency_target=1.2",
-                     "result folder (result.json, arch.yaml, trace.jsonl, report.html, search_checkpoint.pt)", "search_checkpoint.pt")
+    r = sub.add_parser("search", parents=[jsonp], help="search for a latency target: TuNAS one-shot, or a random / "
+                                                       "evolution baseline")
+    _run_config_args(r, "search.latency_target=1.2", "result folder (result.json, arch.yaml, trace.jsonl, "
+                     "report.html, search_checkpoint.pt or trials.jsonl)", "search_checkpoint.pt (trials.jsonl)")
+    r.add_argument("--strategy", choices=("tunas", "random", "evolution"),
+                   help="search.strategy: TuNAS (default), or a multi-trial baseline (search.trials, trial_steps)")
+    r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the baseline's trials as Ray tasks (on the cluster at ADDRESS, else a local one)")
     r.set_defaults(func=search.cmd_search)
     rep = sub.add_parser("report", help="rebuild a search folder's report.html from its result.json and trace")
     rep.add_argument("dir")

@@ -1,4 +1,5 @@
-"""search: a TuNAS one-shot search for a latency target (then retrain, evaluate, export, report); report."""
+"""search: a TuNAS one-shot search, or a random / evolution baseline, for a latency target (then retrain,
+evaluate, export, report); report."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ from .train import run_config
 def cmd_search(args) -> int:
     from ..search.job import run
 
-    cfg = run_config(args, {"search": {}, "out": "runs/search"})
+    cfg = run_config(args, {"search": {}, "out": "runs/search"}, _flags(args))
     result = run(cfg, resume=args.resume)
     if args.json:
         emit_json(result)
         return 0
     s = cfg.search
-    print(f"{cfg.out}: {s.space} for {s.target} {s.latency_target:g} {result['unit']}: most likely architecture "
-          f"predicted at {result['predicted_latency']:.4g} {result['unit']} ({result['target_error']:+.1%}), "
-          f"supernet held-out top-1 {result['supernet_quality']:.3f}")
+    if s.strategy == "tunas":
+        chosen, quality = "most likely architecture", f"supernet held-out top-1 {result['supernet_quality']:.3f}"
+    else:
+        chosen = f"best of {result['trials']} {s.strategy} trials"
+        quality = f"{result['quality_label']} {result['quality']:.3f}"
+    print(f"{cfg.out}: {s.space} for {s.target} {s.latency_target:g} {result['unit']}: {chosen} predicted at "
+          f"{result['predicted_latency']:.4g} {result['unit']} ({result['target_error']:+.1%}), {quality}")
     if result.get("proxy"):
         print(result["proxy"])
     if "retrained" in result:
@@ -26,6 +31,16 @@ def cmd_search(args) -> int:
               f"images; {cfg.out}/model.onnx (max |diff| vs PyTorch {r['onnx']['max_abs_diff']:.1e})")
     print(f"{cfg.out}/report.html, arch.yaml, result.json, trace.jsonl")
     return 0
+
+
+def _flags(args) -> list[str]:
+    """--strategy and --ray as config overrides (--set still wins, coming later)."""
+    out = [f"search.strategy={args.strategy}"] if args.strategy else []
+    if args.ray is not None:
+        out.append("search.executor=ray")
+        if args.ray:
+            out.append(f"search.ray_address={args.ray}")
+    return out
 
 
 def cmd_report(args) -> int:

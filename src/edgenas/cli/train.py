@@ -5,9 +5,9 @@ from __future__ import annotations
 from .output import emit_json, table
 
 
-def run_config(args, base: dict | None = None):
-    """The ``RunConfig`` of a train or search command: ``base`` <- --config <- --out, --data-dir, --set (the
-    command line wins over the file)."""
+def run_config(args, base: dict | None = None, flags: list[str] = ()):
+    """The ``RunConfig`` of a train or search command: ``base`` <- --config <- --out, --data-dir, the
+    command's own ``flags`` (as overrides), --set (the command line wins over the file)."""
     from ..config import load_config
 
     base = dict(base or {})
@@ -16,7 +16,7 @@ def run_config(args, base: dict | None = None):
     if getattr(args, "arch", None):
         base["model"] = {"arch": args.arch}
     overrides = [f"out={args.out}"] if args.out else []
-    overrides += list(args.set or [])
+    overrides += list(flags) + list(args.set or [])
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")
     return load_config(args.config, overrides, base)

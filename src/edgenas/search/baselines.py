@@ -61,18 +61,20 @@ def mutate(space: SearchSpace, decision: dict, rng: np.random.Generator, max_tri
     raise RuntimeError("mutate: no valid neighbour found")
 
 
-def make_evaluator(cfg, space: SearchSpace, latency, steps: int) -> Callable[[dict], tuple[float, float]]:
+def make_evaluator(cfg, space: SearchSpace, latency, steps: int,
+                   task: SearchSpace | None = None) -> Callable[[dict], tuple[float, float]]:
     """``decision -> (held-out top-1 after training briefly, predicted latency)`` on ``cfg``'s data, with the
-    training/held-out split of the TuNAS loop (``search.heldout``)."""
+    training/held-out split of the TuNAS loop (``search.heldout``). ``task``: the proxy task's space, which
+    is trained (default ``space``); latency is priced on ``space``, as TuNAS prices it."""
     from .proxy import splits
 
-    batches, held_batches = splits(cfg, space, cfg.search.heldout)
+    task = task or space
+    batches, held_batches = splits(cfg, task, cfg.search.heldout)
     held = held_batches(0)  # the whole held-out split
 
     def evaluate(decision: dict) -> tuple[float, float]:
-        arch = space.fix(decision)
-        return (train_briefly(arch, batches, held, steps, cfg.train.lr, cfg.train.seed),
-                latency.predict(arch).total)
+        return (train_briefly(task.fix(decision), batches, held, steps, cfg.train.lr, cfg.train.seed),
+                latency.predict(space.fix(decision)).total)
     return evaluate
 
 

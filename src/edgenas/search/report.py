@@ -87,6 +87,15 @@ def place_labels(points: list[tuple[float, float]], labels: list[str]) -> list[t
     return out
 
 
+def quality(result: dict) -> float:
+    """The chosen architecture's quality: the supernet's estimate (TuNAS) or its trial's top-1 (multi-trial)."""
+    return result["quality"] if "quality" in result else result["supernet_quality"]
+
+
+def quality_label(result: dict) -> str:
+    return result.get("quality_label", "held-out top-1 (supernet)")
+
+
 def pareto_figure(result: dict, trace: list[dict]) -> str:
     """Every controller sample (latency, quality on one held-out batch), darker later; the chosen
     architecture; the zoo (points where the supernet could score them, else marks on the latency axis)."""
@@ -94,9 +103,8 @@ def pareto_figure(result: dict, trace: list[dict]) -> str:
     tried = [(lat, q, r["step"]) for r in trace for lat, q in r.get("samples", [])]
     zoo = result.get("zoo", [])
     xs = [t[0] for t in tried] + [result["predicted_latency"], result["target"]] + [z["latency"] for z in zoo]
-    ys = [t[1] for t in tried] + [result["supernet_quality"]] + [z["supernet_quality"] for z in zoo
-                                                                  if "supernet_quality" in z]
-    ax = _Axes(xs, ys, f"predicted latency ({result['latency_model']}, {unit})", "held-out top-1 (supernet)")
+    ys = [t[1] for t in tried] + [quality(result)] + [z["supernet_quality"] for z in zoo if "supernet_quality" in z]
+    ax = _Axes(xs, ys, f"predicted latency ({result['latency_model']}, {unit})", quality_label(result))
     last = max((t[2] for t in tried), default=1) or 1
     parts = [ax.frame()]
     tx = ax.x(result["target"])
@@ -121,7 +129,7 @@ def pareto_figure(result: dict, trace: list[dict]) -> str:
             parts.append(f'<line class="zoo" x1="{zx:.1f}" x2="{zx:.1f}" y1="{H - PAD}" y2="{H - PAD - 10}" '
                          f'stroke="#e0a020" stroke-width="2"><title>{_esc(z["name"])}: {z["latency"]:.4g} {unit}'
                          '</title></line>')
-    cx, cy = ax.x(result["predicted_latency"]), ax.y(result["supernet_quality"])
+    cx, cy = ax.x(result["predicted_latency"]), ax.y(quality(result))
     star = " ".join(f"{cx + r * math.sin(a * math.pi / 5):.1f},{cy - r * math.cos(a * math.pi / 5):.1f}"
                     for a, r in zip(range(10), [9, 4] * 5))
     parts.append(f'<polygon id="chosen" points="{star}" fill="#c33"><title>chosen: '
@@ -189,21 +197,25 @@ def probability_figure(trace: list[dict], result: dict) -> str:
 
 
 def trace_figure(trace: list[dict], result: dict) -> str:
-    """Entropy of the controller and predicted latency of its most likely architecture, step by step."""
+    """TuNAS: the controller's entropy and the predicted latency of its most likely architecture, step by
+    step; a multi-trial search: the latency of the best trial so far, trial by trial."""
+    multi = result.get("strategy", "tunas") != "tunas"
     steps = [r["step"] for r in trace]
     lat = [r["likely_latency"] for r in trace]
-    ax = _Axes(steps, lat + [result["target"]], "step", f"most likely architecture ({result['unit']})")
-    ent = [r["entropy"] for r in trace]
-    e0, e1 = min(ent), max(ent) or 1
+    ax = _Axes(steps, lat + [result["target"]], "trial" if multi else "step",
+               f"{'best trial so far' if multi else 'most likely architecture'} ({result['unit']})")
     line = " ".join(f"{ax.x(s):.1f},{ax.y(v):.1f}" for s, v in zip(steps, lat))
-    eline = " ".join(f"{ax.x(s):.1f},{H - PAD - (v - e0) / ((e1 - e0) or 1) * (H - 1.5 * PAD):.1f}"
-                     for s, v in zip(steps, ent))
     ty = ax.y(result["target"])
-    body = (ax.frame() + f'<polyline points="{eline}" fill="none" stroke="#aaa"><title>entropy</title></polyline>'
-            f'<polyline points="{line}" fill="none" stroke="#3b6fb6" stroke-width="1.5"/>'
-            f'<line x1="{PAD}" x2="{W - PAD / 2}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#c33" stroke-dasharray="4 3"/>'
-            f'<text x="{W - PAD}" y="{PAD / 2 + 12}" text-anchor="end" fill="#888">grey: entropy '
-            f'{e1:.1f} to {ent[-1]:.1f} nats</text>')
+    body = (ax.frame() + f'<polyline points="{line}" fill="none" stroke="#3b6fb6" stroke-width="1.5"/>'
+            f'<line x1="{PAD}" x2="{W - PAD / 2}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#c33" stroke-dasharray="4 3"/>')
+    ent = [r["entropy"] for r in trace if "entropy" in r]
+    if ent:
+        e0, e1 = min(ent), max(ent) or 1
+        eline = " ".join(f"{ax.x(s):.1f},{H - PAD - (v - e0) / ((e1 - e0) or 1) * (H - 1.5 * PAD):.1f}"
+                         for s, v in zip(steps, ent))
+        body += (f'<polyline points="{eline}" fill="none" stroke="#aaa"><title>entropy</title></polyline>'
+                 f'<text x="{W - PAD}" y="{PAD / 2 + 12}" text-anchor="end" fill="#888">grey: entropy '
+                 f'{e1:.1f} to {ent[-1]:.1f} nats</text>')
     return _svg("fig-trace", body)
 
 
@@ -213,8 +225,11 @@ def render(result: dict, trace: list[dict]) -> str:
             ("target", f"{result['target']:g} {result['unit']}"),
             ("chosen architecture", f"{result['predicted_latency']:.4g} {result['unit']} "
                                     f"({result['target_error']:+.1%} from the target)"),
-            ("supernet held-out top-1", f"{result['supernet_quality']:.3f}"),
-            ("steps", f"{len(trace)} of {s['steps']}")]
+            (quality_label(result), f"{quality(result):.3f}")]
+    strategy = result.get("strategy", "tunas")
+    multi = strategy != "tunas"
+    rows.insert(0, ("strategy", strategy))
+    rows.append(("trials", f"{len(trace)} of {s['trials']}") if multi else ("steps", f"{len(trace)} of {s['steps']}"))
     retrained = result.get("retrained")
     if retrained:
         rows.append(("retrained from scratch", f"{retrained['top1']:.2f}% test top-1 after {retrained['epochs']} "
@@ -224,6 +239,13 @@ def render(result: dict, trace: list[dict]) -> str:
     table = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
     proxy = f'<p class="proxy">{_esc(result["proxy"])}</p>' if result.get("proxy") else ""
     notes = "".join(f"<li>{_esc(n)}</li>" for n in result.get("latency_notes", []))
+    if multi:
+        over_time = (f"<section><h2>The search over time</h2><p>The predicted latency of the best trial (by "
+                     f"reward) after each trial.</p>\n{trace_figure(trace, result)}</section>")
+    else:
+        over_time = (f"<section><h2>The controller over time</h2><p>Op probabilities at each block position "
+                     f"(colours as above).</p>\n{probability_figure(trace, result)}\n{trace_figure(trace, result)}"
+                     "</section>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgenas search: {_esc(s['space'])} for {_esc(result['latency_model'])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:24px auto;color:#222}} th{{text-align:left;padding-right:18px}}
@@ -231,19 +253,26 @@ section{{margin:28px 0}} .proxy{{background:#fff6dd;padding:8px}} svg{{display:b
 </head><body>
 <h1>edgenas search: {_esc(s['space'])} for {_esc(result['latency_model'])} at {result['target']:g} {_esc(result['unit'])}</h1>
 {proxy}<table id="summary">{table}</table>
-<section><h2>What was tried</h2><p>Each dot is an architecture the controller sampled (darker: later), at its
-predicted latency and its top-1 on one held-out batch with the shared weights. Star: the chosen (most likely)
-architecture, scored on the held-out split. Squares: zoo models that are points of the space, scored the same
-way; marks on the latency axis: zoo models at the same deployment size that are not.</p>
+<section><h2>What was tried</h2><p>{_esc(TRIED[multi])}</p>
 {pareto_figure(result, trace)}</section>
 <section><h2>The chosen architecture</h2><p>Block by block; height is the output channels.</p>
 {arch_figure(result['arch'])}</section>
-<section><h2>The controller over time</h2><p>Op probabilities at each block position (colours as above).</p>
-{probability_figure(trace, result)}
-{trace_figure(trace, result)}</section>
+{over_time}
 <section><h2>Latency model notes</h2><ul>{notes}</ul></section>
 </body></html>
 """
+
+
+TRIED = {
+    False: "Each dot is an architecture the controller sampled (darker: later), at its predicted latency and its "
+           "top-1 on one held-out batch with the shared weights. Star: the chosen (most likely) architecture, "
+           "scored on the held-out split. Squares: zoo models that are points of the space, scored the same way; "
+           "marks on the latency axis: zoo models at the same deployment size that are not.",
+    True: "Each dot is a trial (darker: later): an architecture trained from scratch for the trial's steps, at "
+          "its predicted latency and its top-1 on the held-out split. Star: the trial with the best reward. Marks "
+          "on the latency axis: zoo models at the same deployment size, untrained here, so drawn at their "
+          "latency only.",
+}
 
 
 def write_report(out: str | Path) -> Path:

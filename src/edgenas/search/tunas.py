@@ -110,7 +110,7 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
 
 # Settings a resumed search may change: where things go and how fast it runs, not what it computes.
 RESUMABLE_CHANGES = {"out", "search.checkpoint_every", "search.retrain_epochs", "search.cache_dir",
-                     "search.keep_supernet", "train.threads", "train.epochs", "train.log_every", "data.data_dir",
+                     "search.keep_supernet", "search.executor", "search.ray_address", "train.threads", "train.epochs", "train.log_every", "data.data_dir",
                      "data.workers"}
 
 
@@ -319,7 +319,12 @@ class TunasSearch:
 
 def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None, progress: bool = True) -> dict:
     """Run (or resume) the search ``cfg.search`` describes into ``cfg.out``; returns the result record.
-    ``stop_after``: return after that many steps, as an interruption would (tests)."""
+    ``stop_after``: return after that many steps, as an interruption would (tests). A multi-trial strategy
+    (random, evolution) runs ``search.multitrial``."""
+    if cfg.search is not None and cfg.search.strategy != "tunas":
+        from .multitrial import multitrial_search
+
+        return multitrial_search(cfg, resume=resume, progress=progress)
     job = TunasSearch(cfg, progress=progress)
     if job.rank == 0:
         open_folder(job.out)
@@ -355,10 +360,11 @@ def _result(job: TunasSearch) -> dict:
             entry["supernet_quality"] = estimate(match)
         zoo.append(entry)
     task_arch = job.task.fix(decision).replace(name=f"{space.name}-searched@{cfg.data.dataset}")
-    return {"arch": arch.to_dict(), "task_arch": task_arch.to_dict(), "decision": decision,
+    return {"strategy": "tunas", "arch": arch.to_dict(), "task_arch": task_arch.to_dict(), "decision": decision,
             "predicted_latency": report.total, "unit": report.unit, "target": s.latency_target,
             "target_error": report.total / s.latency_target - 1, "latency_model": s.target,
             "latency_environment": report.environment, "latency_notes": report.notes,
-            "supernet_quality": estimate(decision), "proxy": proxy_note(space, job.task, cfg), "zoo": zoo,
+            "supernet_quality": estimate(decision), "quality_label": "held-out top-1 (supernet)",
+            "proxy": proxy_note(space, job.task, cfg), "zoo": zoo,
             "environment": environment(cfg.train.threads), "probabilities": job.controller.probabilities(),
             "config": cfg.model_dump(mode="json")}
