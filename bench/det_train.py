@@ -25,8 +25,8 @@ RUNS = {
     "composite_128": ["model.input_size=128", "data.train_subset=2000", "data.val_subset=200", "train.epochs=14",
                       "train.lr=0.05", "train.warmup_epochs=1", "train.ema_decay=0.999"],
     # coco128 at the deployment size, 90 classes: 128 training images are far too few for SpaghettiNet
-    "coco128_320": ["data.dataset=coco", "model.input_size=320", "train.epochs=16", "train.batch_size=16",
-                    "train.lr=0.05", "train.warmup_epochs=1"],
+    "coco128_320": ["data.dataset=coco", "model.input_size=320", "data.train_subset=128", "data.val_subset=128",
+                    "train.epochs=16", "train.batch_size=16", "train.lr=0.05", "train.warmup_epochs=1"],
 }
 
 
