@@ -50,6 +50,15 @@ def test_check_covers_segmentation_models_with_their_tail(capsys, tmp_path):
     assert code == 2 and "needs --space" in err
 
 
+def test_check_covers_detection_models(capsys, tmp_path):
+    """SpaghettiNet's graph (crops, max-pools, nearest upsampling, N-way sums) measured whole against its table."""
+    code, out, _ = run(capsys, "latency", "check", "--target", "cpu-ort", "--models", "spaghettinet_edgetpu_s",
+                       "--input-size", "64", "--cache-dir", str(tmp_path), "--json", "--out", str(tmp_path / "c.json"))
+    assert code == 0 and json.loads(out)["samples"] == 1
+    [measured] = json.loads((tmp_path / "c.json").read_text())["measured"]
+    assert measured > 0
+
+
 def test_unknown_target_is_one_line(capsys):
     code, _, err = run(capsys, "latency", "mobilenet_v2", "--target", "npu")
     assert code == 1 and err.startswith("edgenas: error: unknown latency target 'npu'") and err.count("\n") == 1
