@@ -85,6 +85,8 @@ def test_report_opens_in_a_browser_with_its_figures(search_dir):
     arch = result["arch"]
     assert dom.stdout.count('class="block"') == sum(len(s["blocks"]) for s in arch["stages"]) + 2  # + stem, head
     assert re.search(r"retrained from scratch.*test top-1", dom.stdout)
+    # the star is scored with its own BatchNorm statistics; the controller's batch-statistics figure is beside it
+    assert f"{result['supernet_quality_recalibrated']:.3f}" in dom.stdout and "as the controller saw it" in dom.stdout
 
     shot = out / "shot.png"
     done = _chromium("--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri(), cwd=out)

@@ -177,6 +177,8 @@ def test_search_writes_its_result_and_resumes_to_the_same_answer(tmp_path, capsy
     assert get_space("small-28").contains(arch)
     assert whole["predicted_latency"] == pytest.approx(count(arch).macs / 1e6)
     assert whole["latency_model"] == "macs" and whole["config"]["search"]["latency_target"] == 60
+    # the chosen arch is also scored with its own recalibrated BatchNorm statistics, the report's quality axis
+    assert 0.0 <= whole["supernet_quality_recalibrated"] <= 1.0 and whole["strategy"] == "tunas"
     # a finished search is neither overwritten nor resumed under another config
     changed = load_config(overrides=SEARCH + [f"out={tmp_path / 'a'}", "search.rl_lr=0.1"], base={"search": {}})
     with pytest.raises(SpecError, match=r"search_checkpoint.pt: was searched with another config \(search.rl_lr "

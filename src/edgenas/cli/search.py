@@ -17,7 +17,9 @@ def cmd_search(args) -> int:
         return 0
     s = cfg.search
     if s.strategy == "tunas":
-        chosen, quality = "most likely architecture", f"supernet held-out top-1 {result['supernet_quality']:.3f}"
+        chosen = "most likely architecture"
+        quality = (f"supernet held-out top-1 {result['supernet_quality_recalibrated']:.3f} with its own BatchNorm "
+                   f"statistics ({result['supernet_quality']:.3f} with the batch's)")
     else:
         chosen = f"best of {result['trials']} {s.strategy} trials"
         quality = f"{result['quality_label']} {result['quality']:.3f}"

@@ -88,8 +88,15 @@ def place_labels(points: list[tuple[float, float]], labels: list[str]) -> list[t
 
 
 def quality(result: dict) -> float:
-    """The chosen architecture's quality: the supernet's estimate (TuNAS) or its trial's top-1 (multi-trial)."""
-    return result["quality"] if "quality" in result else result["supernet_quality"]
+    """The chosen architecture's quality: its trial's top-1 (multi-trial) or the supernet's estimate (TuNAS),
+    after its own BatchNorm recalibration where the result has it."""
+    if "quality" in result:
+        return result["quality"]
+    return result.get("supernet_quality_recalibrated", result["supernet_quality"])
+
+
+def zoo_quality(entry: dict) -> float | None:
+    return entry.get("supernet_quality_recalibrated", entry.get("supernet_quality"))
 
 
 def quality_label(result: dict) -> str:
@@ -103,7 +110,7 @@ def pareto_figure(result: dict, trace: list[dict]) -> str:
     tried = [(lat, q, r["step"]) for r in trace for lat, q in r.get("samples", [])]
     zoo = result.get("zoo", [])
     xs = [t[0] for t in tried] + [result["predicted_latency"], result["target"]] + [z["latency"] for z in zoo]
-    ys = [t[1] for t in tried] + [quality(result)] + [z["supernet_quality"] for z in zoo if "supernet_quality" in z]
+    ys = [t[1] for t in tried] + [quality(result)] + [zoo_quality(z) for z in zoo if zoo_quality(z) is not None]
     ax = _Axes(xs, ys, f"predicted latency ({result['latency_model']}, {unit})", quality_label(result))
     last = max((t[2] for t in tried), default=1) or 1
     parts = [ax.frame()]
@@ -115,8 +122,8 @@ def pareto_figure(result: dict, trace: list[dict]) -> str:
         parts.append(f'<circle class="tried" cx="{ax.x(lat):.1f}" cy="{ax.y(q):.1f}" r="2.5" '
                      f'fill="rgb({shade},{shade},{min(255, shade + 40)})"><title>step {step}: {lat:.4g} {unit}, '
                      f'{q:.3f}</title></circle>')
-    scored = [z for z in zoo if "supernet_quality" in z]
-    points = [(ax.x(z["latency"]), ax.y(z["supernet_quality"])) for z in scored]
+    scored = [z for z in zoo if zoo_quality(z) is not None]
+    points = [(ax.x(z["latency"]), ax.y(zoo_quality(z))) for z in scored]
     for z, (zx, zy), (lx, ly) in zip(scored, points, place_labels(points, [z["name"] for z in scored])):
         parts.append(f'<rect class="zoo" x="{zx - 4:.1f}" y="{zy - 4:.1f}" width="8" height="8" fill="#e0a020">'
                      f'<title>{_esc(z["name"])}</title></rect>')
@@ -125,7 +132,7 @@ def pareto_figure(result: dict, trace: list[dict]) -> str:
         parts.append(f'<text class="zoo-label" x="{lx:.1f}" y="{ly + 4:.1f}">{_esc(z["name"])}</text>')
     for z in zoo:
         zx = ax.x(z["latency"])
-        if "supernet_quality" not in z:
+        if zoo_quality(z) is None:
             parts.append(f'<line class="zoo" x1="{zx:.1f}" x2="{zx:.1f}" y1="{H - PAD}" y2="{H - PAD - 10}" '
                          f'stroke="#e0a020" stroke-width="2"><title>{_esc(z["name"])}: {z["latency"]:.4g} {unit}'
                          '</title></line>')
@@ -226,6 +233,9 @@ def render(result: dict, trace: list[dict]) -> str:
             ("chosen architecture", f"{result['predicted_latency']:.4g} {result['unit']} "
                                     f"({result['target_error']:+.1%} from the target)"),
             (quality_label(result), f"{quality(result):.3f}")]
+    if "supernet_quality_recalibrated" in result:
+        rows.append(("supernet held-out top-1, batch statistics (as the controller saw it)",
+                     f"{result['supernet_quality']:.3f}"))
     strategy = result.get("strategy", "tunas")
     multi = strategy != "tunas"
     rows.insert(0, ("strategy", strategy))
@@ -265,9 +275,11 @@ section{{margin:28px 0}} .proxy{{background:#fff6dd;padding:8px}} svg{{display:b
 
 TRIED = {
     False: "Each dot is an architecture the controller sampled (darker: later), at its predicted latency and its "
-           "top-1 on one held-out batch with the shared weights. Star: the chosen (most likely) architecture, "
-           "scored on the held-out split. Squares: zoo models that are points of the space, scored the same way; "
-           "marks on the latency axis: zoo models at the same deployment size that are not.",
+           "top-1 on one held-out batch with the shared weights and that batch's BatchNorm statistics, as the "
+           "controller scored it. Star: the chosen (most likely) architecture; squares: zoo models that are points "
+           "of the space; both scored on the held-out split with the shared weights and each architecture's own "
+           "BatchNorm statistics, recalibrated on training images (reports of older searches: batch statistics). "
+           "Marks on the latency axis: zoo models at the same deployment size that are not points of the space.",
     True: "Each dot is a trial (darker: later): an architecture trained from scratch for the trial's steps, at "
           "its predicted latency and its top-1 on the held-out split. Star: the trial with the best reward. Marks "
           "on the latency axis: zoo models at the same deployment size, untrained here, so drawn at their "
