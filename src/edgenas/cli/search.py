@@ -17,9 +17,11 @@ def cmd_search(args) -> int:
         return 0
     s = cfg.search
     if s.strategy == "tunas":
-        chosen = "most likely architecture"
-        quality = (f"supernet held-out top-1 {result['supernet_quality_recalibrated']:.3f} with its own BatchNorm "
-                   f"statistics ({result['supernet_quality']:.3f} with the batch's)")
+        chosen, own = "most likely architecture", result.get("supernet_quality_recalibrated")
+        quality = f"supernet held-out top-1 {result['supernet_quality']:.3f}"  # a result from before recalibration
+        if own is not None:
+            quality = (f"supernet held-out top-1 {own:.3f} with its own BatchNorm statistics "
+                       f"({result['supernet_quality']:.3f} with the batch's)")
     else:
         chosen = f"best of {result['trials']} {s.strategy} trials"
         quality = f"{result['quality_label']} {result['quality']:.3f}"

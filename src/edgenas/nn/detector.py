@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..det import ssd_anchors
-from ..spec import GraphConvOp, Detector, FusedGroupedOp, IbnOp
+from ..spec import Detector, FusedGroupedOp, GraphConvOp, IbnOp
 from ..spec.detector_plan import Tap, plan_detector
 from .layers import ConvNormAct
 from .model import Backbone, init_weights

@@ -8,13 +8,11 @@ edges' (resample), divided by its ops' strides; its level is nominal and only se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from .arch import Arch
 from .blocks import IBN, conv
-from .detector import GraphConvOp, Detector, FusedGroupedOp, IbnOp, SepOp
+from .detector import Detector, FusedGroupedOp, GraphConvOp, IbnOp, SepOp
 from .errors import SpecError, format_loc
 from .layer import Layer
 from .shapes import backbone_layers, block_plan, feature_levels
@@ -145,8 +143,8 @@ def op_layers(path: str, op, channels: int, width: int, size: tuple[int, int], l
         if op.stride != 1 or channels != out_channels:
             _fail(loc + ("residual",), f"a residual needs the op to keep its shape, but it maps {channels} "
                                        f"channels at stride {op.stride} to {out_channels}")
-        layers.append(Layer(path=f"{path}.add", op="add", in_channels=width, out_channels=width, in_size=out,
-                            out_size=out, num_inputs=2))
+        layers.append(Layer(path=f"{path}.add", op="add", in_channels=out_channels, out_channels=out_channels,
+                            in_size=out, out_size=out, num_inputs=2))
     return layers
 
 
