@@ -23,9 +23,9 @@ Run the stand-alone trainings on two cores at once with ``--worker alone0`` and 
 each) and the supernets with ``--worker supernets`` (or ``supernets:uniform,tunas_warmup`` for some); then
 ``--report`` merges the states into the record.
 
-    (python bench/fidelity.py --worker alone0; python bench/fidelity.py --worker supernets:uniform,tunas_warmup) &
-    (python bench/fidelity.py --worker alone1; python bench/fidelity.py --worker supernets:uniform_long) &
-    wait; python bench/fidelity.py --report
+    (python bench/fidelity.py --worker alone0; python bench/fidelity.py --worker supernets:uniform) &
+    (python bench/fidelity.py --worker alone1; python bench/fidelity.py --worker supernets:tunas_warmup) &
+    wait; python bench/fidelity.py --report     # the report lists the variants that have run
 """
 
 from __future__ import annotations
