@@ -475,3 +475,20 @@ def test_strategy_and_ray_flags_are_config_overrides(argv, expected):
     args = _parser().parse_args(["search", *argv])
     s = run_config(args, {"search": {}}, _flags(args)).search
     assert (s.strategy, s.executor, s.ray_address) == expected
+
+
+def test_zoo_points_are_scored_with_their_own_batchnorm_statistics(tmp_path):
+    """On edgetpu-v2-224 (a proxy at 32 px) the MobileNetEdgeTPUV2 models are points of the space: each is
+    scored twice, with the held-out batch's statistics and with its own recalibrated ones, which the report
+    draws."""
+    from edgenas.config import load_config
+    from edgenas.search import search
+
+    cfg = load_config(overrides=["search.input_size=32", "search.steps=2", "search.heldout=64", "search.rl_batch=32",
+                                 "data.train_subset=256", "train.batch_size=16", "train.threads=1",
+                                 "search.target=edgetpu", "search.latency_target=1.2", f"out={tmp_path}"],
+                      base={"search": {"space": "edgetpu-v2-224"}})
+    zoo = search(cfg, resume=False, progress=False)["zoo"]
+    scored = [z for z in zoo if "supernet_quality" in z]
+    assert {z["name"] for z in scored} >= {"mobilenet_edgetpu_v2_s", "mobilenet_edgetpu_v2_m"}
+    assert all(0.0 <= z["supernet_quality_recalibrated"] <= 1.0 for z in scored)
