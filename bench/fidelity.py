@@ -25,7 +25,8 @@ each) and the supernets with ``--worker supernets`` (or ``supernets:uniform,tuna
 
     (python bench/fidelity.py --worker alone0; python bench/fidelity.py --worker supernets:uniform) &
     (python bench/fidelity.py --worker alone1; python bench/fidelity.py --worker supernets:tunas_warmup) &
-    wait; python bench/fidelity.py --report     # the report lists the variants that have run
+    wait; python bench/fidelity.py --worker supernets:uniform_long; python bench/fidelity.py --report
+    # the report lists the variants that have run
 """
 
 from __future__ import annotations
