@@ -246,3 +246,17 @@ def test_bad_backbone_detectors_fail_with_their_path(change, message):
             "head": {"type": "ssd", "sources": ["C3", "x5"]}, **change}
     with pytest.raises(SpecError, match=message):
         parse_spec(data)
+
+
+def test_checkpoints_written_before_the_backbone_field_still_resume():
+    """A detector checkpoint records its spec as JSON; one written before ``backbone`` existed has no such
+    key and must still count as the same architecture (the fit loop compares specs, not strings)."""
+    import json
+
+    from edgenas.train.loop import same_spec
+
+    det = spaghettinet_edgetpu("s")
+    old = det.to_dict()
+    assert old.pop("backbone") is None
+    assert json.dumps(old) != det.to_json() and same_spec(json.dumps(old), det)
+    assert not same_spec(json.dumps(old), spaghettinet_edgetpu("m")) and not same_spec("{not json", det)

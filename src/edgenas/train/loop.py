@@ -145,6 +145,19 @@ def evaluate(model: nn.Module, dataset, meter: Meter, loss_fn: Loss, batch_size:
     return meter
 
 
+def same_spec(saved: str, spec) -> bool:
+    """Whether a checkpoint's arch JSON is ``spec``, compared as specs: a field added to the spec since (e.g. a
+    detector's ``backbone``, null) does not make an older checkpoint another architecture."""
+    from ..spec import SpecError, parse_spec
+
+    if saved == spec.to_json():
+        return True
+    try:
+        return parse_spec(json.loads(saved)) == spec
+    except (SpecError, ValueError):
+        return False
+
+
 def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) -> dict:
     """Train ``cfg``'s task, evaluating and checkpointing every epoch; returns the last epoch's record.
 
@@ -184,7 +197,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
                               "choose another --out")
     if resume and (out / CHECKPOINT).is_file():
         state = load_checkpoint(out / CHECKPOINT, RESUMED)
-        if state["arch"] != spec.to_json():
+        if not same_spec(state["arch"], spec):
             raise CheckpointError(f"{out / CHECKPOINT}: was trained on another architecture; use a new --out")
         model.load_state_dict(state["model"])
         if ema is not None:
