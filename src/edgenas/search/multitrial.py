@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..config import RunConfig
-from ..env import environment
 from ..io import open_folder, write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
 from ..space import get_space
 from ..spec import SpecError
 from ..spec.datafile import parse_json
 from .baselines import best, make_evaluator, ray_executor, run_baseline
-from .proxy import proxy_note, task_space
-from .tunas import _check_resumable, _settings
+from .proxy import task_space
+from .tunas import _check_resumable, _settings, chosen_record
 
 TRIALS = "trials.jsonl"
 
@@ -119,25 +118,11 @@ def multitrial_search(cfg: RunConfig, *, resume: bool = True, progress: bool = T
                       "samples": [[round(t.latency, 5), round(t.quality, 4)]],
                       "likely_latency": round(top.latency, 5), "best_reward": round(top.reward, 5)})
     winner = best(trials)
-    arch = space.fix(winner.decision).replace(name=f"{space.name}-searched")
-    report = latency.predict(arch)
-    task_arch = task.fix(winner.decision).replace(name=f"{space.name}-searched@{cfg.data.dataset}")
-    zoo = []
-    from ..models import get_arch, list_models
-
-    for name in list_models(task="classification"):
-        z = get_arch(name)
-        if z.input_size == space.template.input_size:
-            zoo.append({"name": name, "latency": latency.predict(z).total})  # untrained here: latency only
-    result = {"strategy": s.strategy, "arch": arch.to_dict(), "task_arch": task_arch.to_dict(),
-              "decision": winner.decision, "predicted_latency": report.total, "unit": report.unit,
-              "target": s.latency_target, "target_error": report.total / s.latency_target - 1,
-              "latency_model": s.target, "latency_environment": report.environment, "latency_notes": report.notes,
+    result = {**chosen_record(cfg, space, task, latency, winner.decision),  # zoo: latency only, untrained here
               "quality": winner.quality,
               "quality_label": f"held-out top-1 after {s.trial_steps} steps of stand-alone training",
-              "trials": len(trials), "proxy": proxy_note(space, task, cfg), "zoo": zoo,
-              "environment": environment(cfg.train.threads), "config": cfg.model_dump(mode="json")}
+              "trials": len(trials)}
     write_atomic(out / "trace.jsonl", "".join(json.dumps(r) + "\n" for r in trace))
     write_atomic(out / "result.json", json.dumps(result, indent=1, default=str))
-    arch.save(out / "arch.yaml")
+    space.fix(winner.decision).replace(name=f"{space.name}-searched").save(out / "arch.yaml")
     return result

@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -335,18 +336,41 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
     return job.run(stop_after)
 
 
-def _result(job: TunasSearch) -> dict:
-    """The record result.json holds: the chosen arch and its predicted latency, where quality came from, the
-    supernet's held-out estimate for it and for the zoo models that are points of the space, the zoo's
-    predicted latencies (at the same deployment size), the controller's last probabilities, the config."""
+def chosen_record(cfg: RunConfig, space: SearchSpace, task: SearchSpace, latency, decision: dict,
+                  scores: Callable[[dict], dict] | None = None) -> dict:
+    """What every strategy's result.json holds: the chosen arch (and the task's), its predicted latency against
+    the target, the zoo at the same deployment size (with ``scores(match)`` for the zoo models that are points
+    of the space), the proxy note, the environment and the config."""
     from ..models import get_arch, list_models
 
-    cfg, s, space = job.cfg, job.s, job.space
-    decision = job.controller.most_likely()
+    s = cfg.search
     arch = space.fix(decision).replace(name=f"{space.name}-searched")
-    report = job.latency.predict(arch)
-    held = [job.held_batches(i) for i in range(max(1, min(4, s.heldout // s.rl_batch)))]
+    report = latency.predict(arch)
+    zoo = []
+    for name in list_models(task="classification"):
+        z = get_arch(name)
+        if z.input_size != space.template.input_size:
+            continue  # latency at another deployment size is not comparable
+        entry = {"name": name, "latency": latency.predict(z).total}
+        match = space.match(z) if scores is not None else None
+        if match is not None:
+            entry.update(scores(match))
+        zoo.append(entry)
+    task_arch = task.fix(decision).replace(name=f"{space.name}-searched@{cfg.data.dataset}")
+    return {"strategy": s.strategy, "arch": arch.to_dict(), "task_arch": task_arch.to_dict(), "decision": decision,
+            "predicted_latency": report.total, "unit": report.unit, "target": s.latency_target,
+            "target_error": report.total / s.latency_target - 1, "latency_model": s.target,
+            "latency_environment": report.environment, "latency_notes": report.notes,
+            "proxy": proxy_note(space, task, cfg), "zoo": zoo, "environment": environment(cfg.train.threads),
+            "config": cfg.model_dump(mode="json")}
 
+
+def _result(job: TunasSearch) -> dict:
+    """The record result.json holds (``chosen_record``), with the supernet's held-out estimate for the chosen
+    arch and for the zoo models that are points of the space, and the controller's last probabilities."""
+    s = job.s
+    decision = job.controller.most_likely()
+    held = [job.held_batches(i) for i in range(max(1, min(4, s.heldout // s.rl_batch)))]
     calibration = [job.weight_batches(i)[0] for i in range(RECALIBRATION_BATCHES)]
 
     def estimate(d) -> float:
@@ -359,24 +383,9 @@ def _result(job: TunasSearch) -> dict:
         model = recalibrate_bn(job.supernet.extract(d), calibration)
         return float(np.mean([top1(model(x), y) for x, y in held]))
 
-    zoo = []
-    for name in list_models(task="classification"):
-        z = get_arch(name)
-        if z.input_size != space.template.input_size:
-            continue  # latency at another deployment size is not comparable
-        entry = {"name": name, "latency": job.latency.predict(z).total}
-        match = space.match(z)
-        if match is not None:
-            entry["supernet_quality"] = estimate(match)
-            entry["supernet_quality_recalibrated"] = recalibrated(match)
-        zoo.append(entry)
-    task_arch = job.task.fix(decision).replace(name=f"{space.name}-searched@{cfg.data.dataset}")
-    return {"strategy": "tunas", "arch": arch.to_dict(), "task_arch": task_arch.to_dict(), "decision": decision,
-            "predicted_latency": report.total, "unit": report.unit, "target": s.latency_target,
-            "target_error": report.total / s.latency_target - 1, "latency_model": s.target,
-            "latency_environment": report.environment, "latency_notes": report.notes,
-            "supernet_quality": estimate(decision), "supernet_quality_recalibrated": recalibrated(decision),
+    def scores(d) -> dict:
+        return {"supernet_quality": estimate(d), "supernet_quality_recalibrated": recalibrated(d)}
+
+    return {**chosen_record(job.cfg, job.space, job.task, job.latency, decision, scores), **scores(decision),
             "quality_label": "held-out top-1 (supernet, own BatchNorm statistics)",
-            "proxy": proxy_note(space, job.task, cfg), "zoo": zoo,
-            "environment": environment(cfg.train.threads), "probabilities": job.controller.probabilities(),
-            "config": cfg.model_dump(mode="json")}
+            "probabilities": job.controller.probabilities()}
