@@ -55,8 +55,14 @@ from edgenas.train.schedule import lr_factor
 SPACE, ARCHS, POOL, ALONE_STEPS, SEEDS = "small-28", 20, 300, 300, (0, 1)
 SETTINGS = ["data.train_subset=20000", "search.heldout=2000", "train.batch_size=48", "data.augment=none",
             "train.lr=0.05", "train.grad_clip=5", "train.threads=1"]
-SUPERNETS = {"uniform": (500, False), "tunas_warmup": (500, True), "uniform_long": (1000, False)}
+# name: (steps, TuNAS warm-up, fields with separate weights per option)
+SUPERNETS = {"uniform": (500, False, ()), "tunas_warmup": (500, True, ()), "uniform_long": (1000, False, ()),
+             "separate_e": (1000, False, ("expand_ratio",)),
+             "separate_ek": (1000, False, ("expand_ratio", "kernel_size"))}
+# Stand-alone protocols: the classifier starting at zero (as the supernet's does) or at Google's dense init.
+PROTOCOLS = {"zero_head": True, "google_init": False}
 HELD_BATCH = 192
+FINETUNE_STEPS, FINETUNE_LR = 30, 0.01  # the "finetune" estimator: each path trained alone a little first
 
 
 class State:
@@ -80,9 +86,9 @@ def architectures(space) -> list[dict]:
     return [{"decision": pool[priced[p][1]], "edgetpu_ms": priced[p][0]} for p in picks]
 
 
-def train_supernet(space, cfg, batches, steps: int, tunas_warmup: bool) -> Supernet:
+def train_supernet(space, cfg, batches, steps: int, tunas_warmup: bool, separate: tuple = ()) -> Supernet:
     torch.manual_seed(0)
-    net = Supernet(space).train()
+    net = Supernet(space, separate).train()
     opt = torch.optim.SGD(net.parameters(), lr=cfg.train.lr, momentum=0.9, nesterov=True)
     warm = int(0.25 * steps)
     for step in range(steps):
@@ -111,6 +117,24 @@ def estimates(net: Supernet, decision: dict, held: list, calib: list) -> dict:
     return {"batch_stats": batch_stats, "recalibrated": recal}
 
 
+def finetuned(net: Supernet, decision: dict, batches, held: list, cfg) -> float:
+    """The path extracted with the shared weights, trained alone for ``FINETUNE_STEPS`` steps (cosine from
+    ``FINETUNE_LR``, batches the supernet did not see first), BatchNorm recalibrated, then scored."""
+    model = net.extract(decision).train()
+    opt = torch.optim.SGD(model.parameters(), lr=FINETUNE_LR, momentum=0.9, nesterov=True)
+    for step in range(FINETUNE_STEPS):
+        for group in opt.param_groups:
+            group["lr"] = FINETUNE_LR * lr_factor(step, FINETUNE_STEPS)
+        x, y = batches(100_000 + step)
+        loss = F.cross_entropy(model(x), y, label_smoothing=cfg.train.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    recalibrate_bn(model, [batches(s)[0] for s in range(4)])
+    with torch.no_grad():
+        return float(np.mean([top1(model(x), y) for x, y in held]))
+
+
 def setup():
     cfg = load_config(overrides=SETTINGS, base={"search": {}})
     space = get_space(SPACE)
@@ -119,36 +143,59 @@ def setup():
     return cfg, space, batches, held_batches, whole
 
 
+def alone_key(protocol: str, seed: int, i: int) -> str:
+    return f"alone/{seed}/{i}" if protocol == "google_init" else f"alone-{protocol}/{seed}/{i}"
+
+
 def run_worker(worker: str, out: Path) -> None:
     torch.set_num_threads(1)
     cfg, space, batches, held_batches, whole = setup()
-    state = State(out / f"state-{worker.replace(':', '-').replace(',', '-')}.json")
+    kind, _, arg = worker.partition(":")
+    if kind.startswith("alone"):
+        seed, protocol = int(kind[len("alone"):]), arg or "zero_head"
+        state = State(out / f"state-alone{seed}-{protocol}.json")
+    else:
+        state = State(out / f"state-{worker.replace(':', '-').replace(',', '-')}.json")
     archs = state.data.get("archs") or state.put("archs", architectures(space))
-    if worker.startswith("alone"):
-        seed = int(worker[len("alone"):])
+    if kind.startswith("alone"):
         held = whole(0)
         for i, a in enumerate(archs):
-            key = f"alone/{seed}/{i}"
+            key = alone_key(protocol, seed, i)
             if key in state.data:
                 continue
             t0 = time.time()
-            acc = train_briefly(space.fix(a["decision"]), batches, held, ALONE_STEPS, cfg.train.lr, seed)
+            acc = train_briefly(space.fix(a["decision"]), batches, held, ALONE_STEPS, cfg.train.lr, seed,
+                                zero_head=PROTOCOLS[protocol])
             state.put(key, {"top1": acc, "seconds": time.time() - t0})
             print(f"{key}: {acc:.4f} ({time.time() - t0:.0f} s)", flush=True)
         return
     held = [held_batches(i) for i in range(cfg.search.heldout // HELD_BATCH)]
+    names = arg.split(",") if arg else list(SUPERNETS)
+    if kind == "finetune":  # on supernets already trained (their weights are kept in OUT)
+        for name in names:
+            key = f"finetune/{name}"
+            if key in state.data:
+                continue
+            steps, _, separate = SUPERNETS[name]
+            net = Supernet(space, separate)
+            net.load_state_dict(torch.load(out / f"supernet-{name}.pt"))
+            t0 = time.time()
+            state.put(key, {"estimates": [finetuned(net, a["decision"], batches, held, cfg) for a in archs],
+                            "seconds": time.time() - t0})
+            print(f"{key}: {time.time() - t0:.0f} s", flush=True)
+        return
     calib = [batches(s)[0] for s in range(4)]
-    names = worker.split(":", 1)[1].split(",") if ":" in worker else list(SUPERNETS)
     for name in names:
-        steps, warm = SUPERNETS[name]
+        steps, warm, separate = SUPERNETS[name]
         if f"supernet/{name}" in state.data:
             continue
         t0 = time.time()
-        net = train_supernet(space, cfg, batches, steps, warm)
+        net = train_supernet(space, cfg, batches, steps, warm, separate)
         trained = time.time() - t0
+        torch.save(net.state_dict(), out / f"supernet-{name}.pt")
         rows = [estimates(net, a["decision"], held, calib) for a in archs]
-        state.put(f"supernet/{name}", {"steps": steps, "tunas_warmup": warm, "train_seconds": trained,
-                                       "estimates": rows})
+        state.put(f"supernet/{name}", {"steps": steps, "tunas_warmup": warm, "separate": list(separate),
+                                       "train_seconds": trained, "estimates": rows})
         print(f"supernet {name}: {trained:.0f} s", flush=True)
 
 
@@ -159,47 +206,66 @@ def report(out: Path, record: str) -> None:
     for path in sorted(out.glob("state-*.json")):
         states.update(json.loads(path.read_text()))
     archs = states["archs"]
-    alone = np.array([[states[f"alone/{s}/{i}"]["top1"] for i in range(len(archs))] for s in SEEDS])
-    mean = alone.mean(0)
-    seeds_tau = kendalltau(alone[0], alone[1])
     latency = [a["edgetpu_ms"] for a in archs]  # does a ranking just follow size?
-    top = set(np.argsort(-mean)[:5])
+    head = [a["decision"]["head.conv_channels"] for a in archs]
+    truth = {}
+    for protocol in PROTOCOLS:
+        keys = [[alone_key(protocol, s, i) for i in range(len(archs))] for s in SEEDS]
+        if not all(k in states for row in keys for k in row):
+            continue
+        alone = np.array([[states[k]["top1"] for k in row] for row in keys])
+        mean = alone.mean(0)
+        agree = kendalltau(alone[0], alone[1])
+        truth[protocol] = {
+            "top1": alone.tolist(), "mean": mean.tolist(), "range": [float(mean.min()), float(mean.max())],
+            "seconds_total": sum(states[k]["seconds"] for row in keys for k in row),
+            "seed_agreement": {"kendall_tau": float(agree.statistic), "p_value": float(agree.pvalue)},
+            "tau_with_latency": float(kendalltau(mean, latency).statistic),
+            "tau_with_head_width": float(kendalltau(mean, head).statistic)}
     rows = []
-    for name in SUPERNETS:
+    for name, (steps, warm, separate) in SUPERNETS.items():
         sn = states.get(f"supernet/{name}")
         if sn is None:
             continue
-        for est in ("batch_stats", "recalibrated"):
-            v = np.array([r[est] for r in sn["estimates"]])
-            t = kendalltau(v, mean)
-            rows.append({"supernet": name, "estimator": est, "kendall_tau": float(t.statistic),
-                         "p_value": float(t.pvalue), "top5_overlap": len(top & set(np.argsort(-v)[:5])),
-                         "tau_with_latency": float(kendalltau(v, latency).statistic),
-                         "range": [float(v.min()), float(v.max())], "train_seconds": sn["train_seconds"],
-                         "steps": sn["steps"]})
+        ests = {e: [r[e] for r in sn["estimates"]] for e in ("batch_stats", "recalibrated")}
+        if f"finetune/{name}" in states:
+            ests["finetune"] = states[f"finetune/{name}"]["estimates"]
+        for est, v in ests.items():
+            v = np.array(v)
+            row = {"supernet": name, "estimator": est, "steps": sn["steps"], "tunas_warmup": warm,
+                   "separate": list(separate), "train_seconds": sn["train_seconds"],
+                   "range": [float(v.min()), float(v.max())],
+                   "tau_with_latency": float(kendalltau(v, latency).statistic)}
+            if est == "finetune":
+                row["finetune_seconds"] = states[f"finetune/{name}"]["seconds"]
+            for protocol, t in truth.items():
+                k = kendalltau(v, t["mean"])
+                top = set(np.argsort(-np.array(t["mean"]))[:5])
+                row[protocol] = {"kendall_tau": float(k.statistic), "p_value": float(k.pvalue),
+                                 "top5_overlap": len(top & set(np.argsort(-v)[:5]))}
+            rows.append(row)
     rec = {"what": "one-shot fidelity on small-28: supernet estimates against stand-alone top-1 (2 seeds)",
-           "settings": SETTINGS, "alone_steps": ALONE_STEPS, "archs": archs,
-           "stand_alone": alone.tolist(), "stand_alone_mean": mean.tolist(),
-           "stand_alone_range": [float(mean.min()), float(mean.max())],
-           "alone_seconds_total": sum(states[f"alone/{s}/{i}"]["seconds"] for s in SEEDS for i in range(len(archs))),
-           "seed_agreement": {"kendall_tau": float(seeds_tau.statistic), "p_value": float(seeds_tau.pvalue)},
-           "stand_alone_tau_with_latency": float(kendalltau(mean, latency).statistic),
-           "variants": rows}
+           "settings": SETTINGS, "alone_steps": ALONE_STEPS, "finetune_steps": FINETUNE_STEPS,
+           "finetune_lr": FINETUNE_LR, "archs": archs, "stand_alone": truth, "variants": rows}
     write_record(record, rec, threads=1)
-    print(f"stand-alone top-1 {mean.min():.4f}-{mean.max():.4f}; seed 0 vs seed 1: Kendall tau "
-          f"{seeds_tau.statistic:.3f} (p {seeds_tau.pvalue:.2g})")
-    print(f"stand-alone top-1 against edgetpu latency: Kendall tau {rec['stand_alone_tau_with_latency']:.3f}")
-    print(f"{'supernet':<14} {'estimator':<13} {'tau':>6} {'p':>8} {'top-5':>5} {'range':>13} {'tau/lat':>7} "
-          f"{'train s':>8}")
+    for protocol, t in truth.items():
+        a = t["seed_agreement"]
+        print(f"stand-alone ({protocol}): top-1 {t['range'][0]:.4f}-{t['range'][1]:.4f}; seed 0 vs 1 tau "
+              f"{a['kendall_tau']:.3f} (p {a['p_value']:.2g}); tau with latency {t['tau_with_latency']:.3f}, "
+              f"with head width {t['tau_with_head_width']:.3f}")
+    print(f"{'supernet':<13} {'estimator':<13} " + " ".join(f"{p + ' tau':>16} {'p':>8} {'top5':>4}" for p in truth)
+          + f" {'range':>13} {'tau/lat':>7} {'train s':>8}")
     for r in rows:
-        print(f"{r['supernet']:<14} {r['estimator']:<13} {r['kendall_tau']:>6.3f} {r['p_value']:>8.2g} "
-              f"{r['top5_overlap']:>5} {r['range'][0]:>6.3f}-{r['range'][1]:.3f} {r['tau_with_latency']:>7.3f} "
-              f"{r['train_seconds']:>8.0f}")
+        cells = " ".join(f"{r[p]['kendall_tau']:>16.3f} {r[p]['p_value']:>8.2g} {r[p]['top5_overlap']:>4}"
+                         for p in truth)
+        print(f"{r['supernet']:<13} {r['estimator']:<13} {cells} {r['range'][0]:>6.3f}-{r['range'][1]:.3f} "
+              f"{r['tau_with_latency']:>7.3f} {r['train_seconds']:>8.0f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--worker", help="alone0 | alone1 | supernets[:name,name]")
+    ap.add_argument("--worker", help="alone<seed>[:zero_head|google_init] | supernets[:name,...] | "
+                                     "finetune[:name,...]")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--out", default="runs/bench_fidelity")
     ap.add_argument("--record", default="bench/results/fidelity.json")

@@ -10,6 +10,8 @@ cost       each of those searches' wall time against training its final architec
 histogram  block types per stage of those results, edgetpu-targeted against cpu-targeted.
 tau        one-shot sanity: Kendall tau between the supernet's held-out accuracy (the edgetpu 0.32 ms search's
            shared weights) and stand-alone accuracy after brief training, over 10 sampled architectures.
+equal_compute  the same with the settings issue 15 left TuNAS with (EQUAL_TUNAS), random search and evolution
+           each given the wall time of the TuNAS search of the same seed, 3 seeds.
 equal      quality at equal latency (edgetpu 0.32 ms): TuNAS vs the best of N random architectures vs
            regularized evolution (same reward, N brief trainings each) vs the zoo model (adapted to 28x28x1)
            nearest the target, each winner then trained with one budget; 2 seeds, mean and spread.
@@ -69,18 +71,20 @@ class State:
         return value
 
 
-def search_cfg(out: Path, target: str, ms: float, seed: int = 0, steps: int | None = None):
+def search_cfg(out: Path, target: str, ms: float, seed: int = 0, steps: int | None = None, more: tuple = ()):
     return load_config(overrides=SEARCH + [f"search.space={SPACE}", f"search.target={target}",
                                            f"search.latency_target={ms}", f"train.seed={seed}", f"out={out}"]
-                       + ([f"search.steps={steps}"] if steps else []), base={"search": {}})
+                       + ([f"search.steps={steps}"] if steps else []) + list(more), base={"search": {}})
 
 
-def run_search(state: State, root: Path, target: str, ms: float, seed: int = 0, steps: int | None = None) -> dict:
-    tag = f"-{steps}steps" if steps else ""
+def run_search(state: State, root: Path, target: str, ms: float, seed: int = 0, steps: int | None = None,
+               more: tuple = (), tag: str = "") -> dict:
+    """``more``: settings on top of SEARCH, which the searches of a phase share under its ``tag``."""
+    tag = (f"-{steps}steps" if steps else "") + (f"-{tag}" if tag else "")
     key = f"search/{target}/{ms}/{seed}{tag}"
     if state.get(key):
         return state.get(key)
-    cfg = search_cfg(root / f"{target}-{ms}-s{seed}{tag}", target, ms, seed, steps)
+    cfg = search_cfg(root / f"{target}-{ms}-s{seed}{tag}", target, ms, seed, steps, more)
     t0 = time.time()
     result = search(cfg, resume=True, progress=False)
     seconds = time.time() - t0
@@ -224,6 +228,59 @@ def phase_equal(state, root):
     return {"rows": rows, "summary": summary, "zoo_candidates": [(n, ms) for n, _, ms in zoo]}
 
 
+# equal_compute: TuNAS as the fidelity benchmark left it, against random search and evolution given the same
+# wall time as each TuNAS search (trials included), over three seeds; winners trained with one final budget
+EQUAL_SEEDS, EQUAL_TUNAS = (0, 1, 2), ("search.rl_batch=48",)
+
+
+def phase_equal_compute(state, root):
+    space = get_space(SPACE)
+    latency = get_latency_model("edgetpu")
+    rows = []
+    for seed in EQUAL_SEEDS:
+        s = run_search(state, root, "edgetpu", EQUAL_TARGET, seed, more=EQUAL_TUNAS, tag="equal_compute")
+        cfg = search_cfg(root / "equal_compute", "edgetpu", EQUAL_TARGET, seed, more=EQUAL_TUNAS)
+        batches, _ = splits(cfg, space, cfg.search.heldout)
+        candidates = {"tunas": (s["decision"], s["seconds"], 1)}
+        evaluate = make_evaluator(cfg, space, latency, TRIAL_STEPS)
+        for kind in ("random", "evolution"):
+            key = f"equal_compute/{kind}/{seed}"
+            if not state.get(key):
+                torch.set_num_threads(2)
+                t0 = time.time()
+                trials = run_baseline(kind, space, evaluate, 10_000, EQUAL_TARGET, seed=seed, population=4,
+                                      budget_seconds=s["seconds"])
+                b = best(trials)
+                state.put(key, {"decision": b.decision, "quality": b.quality, "latency": b.latency,
+                                "seconds": time.time() - t0, "trials": len(trials)})
+                print(f"{key}: {len(trials)} trials, best {b.latency:.4f} ms, brief quality {b.quality:.3f}",
+                      flush=True)
+            got = state.get(key)
+            candidates[kind] = (got["decision"], got["seconds"], got["trials"])
+        for method, (decision, search_seconds, trials) in candidates.items():
+            key = f"equal_compute/final/{method}/{seed}"
+            arch = space.fix(decision)
+            if not state.get(key):
+                torch.set_num_threads(2)
+                t0 = time.time()
+                acc = train_briefly(arch, batches, _test_split(cfg, arch), FINAL_STEPS, cfg.train.lr, seed)
+                state.put(key, {"top1": acc, "latency": latency.predict(arch).total, "macs": count(arch).macs,
+                                "seconds": time.time() - t0})
+                print(f"{key}: {acc:.4f} at {state.get(key)['latency']:.4f} ms", flush=True)
+            rows.append({"method": method, "seed": seed, "search_seconds": search_seconds, "trials": trials,
+                         **state.get(key)})
+    summary = {}
+    for method in ("tunas", "random", "evolution"):
+        accs = [r["top1"] for r in rows if r["method"] == method]
+        summary[method] = {"top1_mean": float(np.mean(accs)), "top1_spread": float(np.ptp(accs)),
+                           "top1_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                           "latency_mean": float(np.mean([r["latency"] for r in rows if r["method"] == method])),
+                           "search_seconds_mean": float(np.mean([r["search_seconds"] for r in rows
+                                                                 if r["method"] == method])),
+                           "seeds": len(accs)}
+    return {"rows": rows, "summary": summary, "tunas_settings": list(EQUAL_TUNAS)}
+
+
 def _test_split(cfg, arch):
     """The Fashion-MNIST test set (first 5000 images), transformed for evaluation."""
     from edgenas.train.setup import dataset
@@ -258,7 +315,8 @@ def phase_histogram224(state, root):
 
 
 PHASES = {"targets": phase_targets, "cost": phase_cost, "histogram": phase_histogram, "tau": phase_tau,
-          "equal": phase_equal, "converge": phase_converge, "histogram224": phase_histogram224}
+          "equal": phase_equal, "converge": phase_converge, "histogram224": phase_histogram224,
+          "equal_compute": phase_equal_compute}
 
 
 def main() -> None:

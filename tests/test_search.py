@@ -41,11 +41,15 @@ def _decisions(space, n, seed=0):
     return out
 
 
-def test_extracted_model_computes_what_the_supernet_computes(supernet):
+@pytest.mark.parametrize("separate", [(), ("expand_ratio", "kernel_size")])
+def test_extracted_model_computes_what_the_supernet_computes(supernet, separate):
+    if separate:
+        torch.manual_seed(0)
+        supernet = Supernet(supernet.space, separate)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(8, 1, 28, 28, generator=gen)
     with random_classifier(supernet, gen):
-        for decision in _decisions(supernet.space, 12):
+        for decision in _decisions(supernet.space, 12 if not separate else 4):
             model = supernet.extract(decision).train()  # batch statistics, as the supernet uses them
             for m in model.modules():
                 if isinstance(m, torch.nn.Dropout):
@@ -65,6 +69,21 @@ def test_weights_are_shared_across_choices(supernet):
     assert grouped.shape == (256, 16, 3, 3)
     assert torch.equal(grouped[64:128], full[64:128, 16:32, 1:4, 1:4])
     assert torch.equal(slot.kernel(64, 96, 3), full[:96, :, 1:4, 1:4])
+
+
+def test_separate_weight_sets_per_option():
+    """``separate=("expand_ratio",)``: expansion 4 and 8 train different weights; kernels still share."""
+    net = Supernet(get_space("small-28"), ("expand_ratio",))
+    ops = net.stages[2][1]
+    assert sorted(ops) == ["fused_ibn_e4", "fused_ibn_e8", "gc_ibn_e4", "gc_ibn_e8", "ibn_e4", "ibn_e8"]
+    assert ops["ibn_e4"].expand.weight.shape[0] == 4 * 96 and ops["ibn_e8"].expand.weight.shape[0] == 8 * 96
+    assert ops["ibn_e4"].spatial.weight.shape[-1] == 5  # kernel 3 is still the centre of 5
+    space = get_space("small-28")
+    decision = space.sample(np.random.default_rng(0))
+    block = space.fix(decision).stages[2].blocks[0]
+    assert net.key(block) == f"{block.type}_e{block.expand_ratio}"
+    with pytest.raises(ValueError, match="unknown field"):
+        Supernet(space, ("group_size",))
 
 
 def test_recalibrated_batchnorm_matches_the_batch(supernet):
@@ -179,6 +198,10 @@ def test_search_writes_its_result_and_resumes_to_the_same_answer(tmp_path, capsy
     assert whole["latency_model"] == "macs" and whole["config"]["search"]["latency_target"] == 60
     # the chosen arch is also scored with its own recalibrated BatchNorm statistics, the report's quality axis
     assert 0.0 <= whole["supernet_quality_recalibrated"] <= 1.0 and whole["strategy"] == "tunas"
+    # the search's cost per phase; the resumed search adds its two runs' times
+    phases = {"weight_step_warmup", "weight_step", "controller_step", "record", "checkpoint", "result"}
+    assert set(whole["phase_seconds"]) == phases and all(v > 0 for v in whole["phase_seconds"].values())
+    assert set(resumed["phase_seconds"]) == phases
     # a finished search is neither overwritten nor resumed under another config
     changed = load_config(overrides=SEARCH + [f"out={tmp_path / 'a'}", "search.rl_lr=0.1"], base={"search": {}})
     with pytest.raises(SpecError, match=r"search_checkpoint.pt: was searched with another config \(search.rl_lr "
@@ -218,6 +241,25 @@ def test_baselines_score_trials_with_the_same_reward(kind):
 MULTI = ["search.trials=5", "search.trial_steps=3", "search.population=2", "search.heldout=100",
          "data.train_subset=400", "train.batch_size=16", "train.threads=1", "train.lr=0.05",
          "search.latency_target=60"]
+
+
+@pytest.mark.parametrize("kind", ["random", "evolution"])
+def test_baselines_stop_starting_trials_when_the_budget_is_spent(kind, monkeypatch):
+    from edgenas.search import baselines
+
+    now = [0.0]  # a fake clock on which every trial takes one second
+    monkeypatch.setattr(baselines.time, "perf_counter", lambda: now[0])
+
+    def evaluate(decision):
+        now[0] += 1
+        return 0.5, 60.0
+
+    space = get_space("small-28")
+    trials = baselines.run_baseline(kind, space, evaluate, trials=50, target=60.0, population=2, seed=0,
+                                    budget_seconds=5)
+    assert len(trials) == 5 and now[0] == 5
+    assert len(baselines.run_baseline(kind, space, evaluate, trials=3, target=60.0, population=2, seed=0,
+                                      budget_seconds=100)) == 3
 
 
 def test_strategy_evolution_is_a_search_command_that_resumes_trial_by_trial(tmp_path, capsys, monkeypatch):

@@ -142,6 +142,8 @@ class SearchConfig(_Section):
     heldout: Annotated[int, Field(gt=0)] = 5000  # training images kept out of weight steps for the controller
     rl_batch: Annotated[int, Field(gt=0)] = 256  # held-out images per quality estimate
     checkpoint_every: Annotated[int, Field(gt=0)] = 50
+    # supernet sharing: these choices get one weight set per option instead of slices of the largest
+    separate: tuple[Literal["expand_ratio", "kernel_size"], ...] = ()
     # quality on a proxy task: the space adapted to the data (channels, classes) at this input size (null: the
     # space's own); latency is always predicted for the space's architecture at its deployment size
     input_size: Annotated[InputSize, Field(ge=16)] | None = None

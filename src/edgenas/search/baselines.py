@@ -7,6 +7,7 @@ weight steps on the training split and scores top-1 on the held-out split; trial
 from __future__ import annotations
 
 import collections
+import time
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -22,17 +23,25 @@ from .supernet import recalibrate_bn
 
 
 def train_briefly(arch, train_batches: Callable[[int], tuple], held: tuple[torch.Tensor, torch.Tensor], steps: int,
-                  lr: float, seed: int) -> float:
+                  lr: float, seed: int, *, zero_head: bool = True) -> float:
     """Top-1 on ``held`` of ``arch`` trained from scratch for ``steps`` SGD steps (cosine, no warm-up), its
-    initialisation and dropout drawn from ``seed`` (the caller's random stream is left alone)."""
+    initialisation and dropout drawn from ``seed`` (the caller's random stream is left alone).
+
+    ``zero_head``: start the classifier at zero, as the supernet does. Google's dense initialisation gives
+    initial logits whose scale grows with the head's width; over a few hundred steps that alone ranked
+    architectures by head width (Kendall tau -0.57 between 300-step top-1 and head width on small-28, see
+    docs/benchmarks.md), which full training does not."""
     with seeded(seed):
-        return _train_briefly(arch, train_batches, held, steps, lr)
+        return _train_briefly(arch, train_batches, held, steps, lr, zero_head)
 
 
-def _train_briefly(arch, train_batches, held, steps: int, lr: float) -> float:
+def _train_briefly(arch, train_batches, held, steps: int, lr: float, zero_head: bool = True) -> float:
     from ..nn import build_model
 
     model = build_model(arch).train()
+    if zero_head:
+        torch.nn.init.zeros_(model.head.classifier.weight)
+        torch.nn.init.zeros_(model.head.classifier.bias)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps))
     for step in range(steps):
@@ -81,23 +90,34 @@ def make_evaluator(cfg, space: SearchSpace, latency, steps: int,
 def run_baseline(kind: str, space: SearchSpace, evaluate: Callable[[dict], tuple[float, float]], trials: int,
                  target: float, *, reward_kind: str = "abs", beta: float = -0.10, seed: int = 0,
                  population: int = 8, sample_size: int = 3,
-                 executor: Callable[[Callable, Iterable], Iterable] = map) -> list[Trial]:
+                 executor: Callable[[Callable, Iterable], Iterable] = map,
+                 budget_seconds: float | None = None) -> list[Trial]:
     """``random`` or ``evolution``; ``evaluate(decision) -> (quality, latency)``. Evolution evaluates its
     first ``population`` trials as random and then one child per trial (a mutation of the best of
-    ``sample_size`` random members), removing the oldest member each time."""
+    ``sample_size`` random members), removing the oldest member each time.
+
+    ``budget_seconds``: stop starting trials once this much wall time has passed (at most ``trials``; random
+    search then evaluates one trial at a time): the same compute as a one-shot search took."""
     rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    spent = lambda: budget_seconds is not None and time.perf_counter() - start >= budget_seconds  # noqa: E731
 
     def score(decisions: list[dict]) -> list[Trial]:
         return [Trial(d, q, lat, reward(q, lat, target, reward_kind, beta))
                 for d, (q, lat) in zip(decisions, executor(evaluate, decisions))]
 
     if kind == "random":
-        return score([space.sample(rng) for _ in range(trials)])
+        if budget_seconds is None:
+            return score([space.sample(rng) for _ in range(trials)])
+        history = []
+        while len(history) < trials and not spent():
+            history += score([space.sample(rng)])
+        return history
     if kind != "evolution":
         raise ValueError(f"unknown baseline {kind!r}; known: random, evolution")
     history = score([space.sample(rng) for _ in range(min(population, trials))])
     alive = collections.deque(history)
-    while len(history) < trials:
+    while len(history) < trials and not spent():
         picks = [alive[i] for i in rng.choice(len(alive), size=min(sample_size, len(alive)), replace=False)]
         parent = max(picks, key=lambda t: t.reward)
         child = score([mutate(space, parent.decision, rng)])[0]

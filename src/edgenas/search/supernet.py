@@ -7,6 +7,10 @@ takes its block-diagonal part (output channel o of G groups sees input channels 
 the full kernel under a block-diagonal mask. ``forward(x, decision)`` computes exactly what
 ``extract(decision)`` builds as a standalone ``ClassificationModel``.
 
+``separate`` (e.g. ``("expand_ratio",)``) gives each option of those choices its own weight set instead of a
+slice of the largest one: less sharing, so a narrow path no longer trains the first channels of every wider
+one (measured in ``bench/fidelity.py``).
+
 BatchNorm is TuNAS's: one set of affine parameters per slot, statistics of the current batch always (no
 running statistics are kept during search); an extracted model gets its statistics recalibrated on training
 images (``recalibrate_bn``) before it is evaluated.
@@ -14,6 +18,7 @@ images (``recalibrate_bn``) before it is evaluated.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Iterable, Mapping
 
 import torch
@@ -112,12 +117,18 @@ class SharedBlock(nn.Module):
                 getattr(self, name).copy_to(target)
 
 
+SEPARABLE = ("expand_ratio", "kernel_size")
+
+
 class Supernet(nn.Module):
     """All architectures of ``space`` in one network with shared weights."""
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space: SearchSpace, separate: tuple[str, ...] = ()):
         super().__init__()
-        self.space = space
+        unknown = set(separate) - set(SEPARABLE)
+        if unknown:
+            raise ValueError(f"separate: unknown field(s) {sorted(unknown)}; known: {', '.join(SEPARABLE)}")
+        self.space, self.separate = space, tuple(f for f in SEPARABLE if f in separate)
         t = space.template
         eps = t.norm.eps
         stem_c, stem_k = max(_options(t.stem.out_channels)), max(_options(t.stem.kernel_size))
@@ -135,9 +146,10 @@ class Supernet(nn.Module):
                         continue
                     if kind not in SEARCHED_BLOCKS:
                         raise ValueError(f"stages[{s}].blocks[{i}]: the supernet has no shared {kind} block")
-                    expand = max(_options(option.expand_ratio))
-                    kernel = max(_options(option.kernel_size))
-                    ops[kind] = SharedBlock(kind, cin, cout, round(cin * expand), kernel, eps)
+                    for values in itertools.product(*(self._split(option, f) for f in SEPARABLE)):
+                        expand, kernel = (max(v) for v in values)  # a separated field's group is one value
+                        key = self._key(kind, {"expand_ratio": expand, "kernel_size": kernel})
+                        ops[key] = SharedBlock(kind, cin, cout, round(cin * expand), kernel, eps)
                 blocks.append(ops)
                 cin = cout
             stages.append(blocks)
@@ -149,6 +161,18 @@ class Supernet(nn.Module):
         # over 1024 features with 10 classes, and the first steps of every sampled path then diverge.
         nn.init.zeros_(self.classifier.weight)
         nn.init.zeros_(self.classifier.bias)
+
+    def _split(self, option, field: str) -> list[tuple]:
+        """The option groups of ``field`` that get one weight set each."""
+        values = _options(getattr(option, field))
+        return [(v,) for v in values] if field in self.separate else [values]
+
+    def key(self, block) -> str:
+        """The weight set a block spec uses at its position."""
+        return self._key(block.type, {f: getattr(block, f) for f in self.separate})
+
+    def _key(self, kind: str, values: Mapping[str, int]) -> str:
+        return "_".join([kind] + [f"{f[0]}{values[f]}" for f in self.separate])
 
     def arch(self, decision: Mapping[str, Any]) -> Arch:
         return self.space.fix(decision)
@@ -164,7 +188,7 @@ class Supernet(nn.Module):
             ops = self.stages[pb.stage][pb.index]
             specs = (parallel or {}).get((pb.stage, pb.index))
             if specs:
-                ys = [ops[b.type](x, b, pb.out_channels, pb.stride, pb.dilation, residual=False)
+                ys = [ops[self.key(b)](x, b, pb.out_channels, pb.stride, pb.dilation, residual=False)
                       for b in specs if not isinstance(b, Skip)]
                 if ys:  # skip alone is the identity
                     y = torch.stack(ys).sum(0)
@@ -172,7 +196,7 @@ class Supernet(nn.Module):
                 continue
             if isinstance(pb.block, Skip):
                 continue
-            x = ops[pb.block.type](x, pb.block, pb.out_channels, pb.stride, pb.dilation)
+            x = ops[self.key(pb.block)](x, pb.block, pb.out_channels, pb.stride, pb.dilation)
         head = arch.head
         x = self.head_conv(x, head.conv_channels, act=str(head.act))
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
@@ -186,7 +210,7 @@ class Supernet(nn.Module):
         self.stem.copy_to(model.backbone.stem)
         for pb in block_plan(arch):
             if not isinstance(pb.block, Skip):
-                self.stages[pb.stage][pb.index][pb.block.type].copy_to(model.backbone.stages[pb.stage][pb.index])
+                self.stages[pb.stage][pb.index][self.key(pb.block)].copy_to(model.backbone.stages[pb.stage][pb.index])
         self.head_conv.copy_to(model.head.conv)
         with torch.no_grad():
             model.head.classifier.weight.copy_(self.classifier.weight[:, :arch.head.conv_channels])

@@ -21,6 +21,7 @@ search keeps only a small checkpoint (the controller and its record) unless ``se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -154,13 +155,14 @@ class TunasSearch:
         self.task = task_space(cfg, self.space)
         self.latency = get_latency_model(self.s.target, cache_dir=self.s.cache_dir or DEFAULT_CACHE)
         self.weight_batches, self.held_batches = splits(cfg, self.task, self.s.rl_batch)
-        self.supernet = Supernet(self.task)
+        self.supernet = Supernet(self.task, self.s.separate)
         self.controller = Controller(self.space)
         self.rl = Reinforce(self.controller, self.s.rl_lr)
         self.optimizer = make_optimizer(self.supernet, cfg)
         self.warmup_steps = int(self.s.warmup_fraction * self.s.steps)
         self.step, self.trace, self.finished = 0, [], False
         self._prices: dict[str, float] = {}
+        self.phase_seconds: dict[str, float] = {}  # wall time per part of a step, summed over the search
 
     # --- state -------------------------------------------------------------------------------------------
     @property
@@ -180,6 +182,7 @@ class TunasSearch:
         self.controller.load_state_dict(state["controller"])
         self.rl.load_state_dict({"optimizer": state["rl_optimizer"], "baseline": state["baseline"]})
         self.step, self.trace = state["step"], json.loads(state["trace"])
+        self.phase_seconds = json.loads(state.get("phase_seconds", "{}"))
         self.finished = "supernet" not in state  # a finished search that kept only its record
         if not self.finished:
             self.supernet.load_state_dict(state["supernet"])
@@ -192,7 +195,8 @@ class TunasSearch:
         if self.rank == 0:
             state = {"controller": self.controller.state_dict(), "rl_optimizer": self.rl.optimizer.state_dict(),
                      "baseline": self.rl.baseline, "step": self.step, "world": self.world,
-                     "settings": _settings(self.cfg), "trace": json.dumps(self.trace)}
+                     "settings": _settings(self.cfg), "trace": json.dumps(self.trace),
+                     "phase_seconds": json.dumps(self.phase_seconds)}
             if keep_supernet:
                 state.update(supernet=self.supernet.state_dict(), optimizer=self.optimizer.state_dict(),
                              rng=rng_state())
@@ -266,15 +270,30 @@ class TunasSearch:
                                     for p, probs in self.controller.probabilities().items()}
         return out
 
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + time.perf_counter() - t0
+
     def run_step(self) -> dict:
         gen = step_generator(self.t.seed, self.step, self.rank)
-        loss = self.weight_step(gen)
-        mine, trials = self.controller_step(gen) if self.step >= self.warmup_steps else ([], [])
-        rec = self.record(loss, mine, trials)
+        warm = self.step < self.warmup_steps
+        with self.timed("weight_step_warmup" if warm else "weight_step"):
+            loss = self.weight_step(gen)
+        mine, trials = [], []
+        if not warm:
+            with self.timed("controller_step"):
+                mine, trials = self.controller_step(gen)
+        with self.timed("record"):
+            rec = self.record(loss, mine, trials)
         self.trace.append(rec)
         self.step += 1
         if self.step % self.s.checkpoint_every == 0 or self.step == self.s.steps:
-            self.checkpoint()
+            with self.timed("checkpoint"):
+                self.checkpoint()
         return rec
 
     # --- the whole search ------------------------------------------------------------------------------
@@ -386,6 +405,10 @@ def _result(job: TunasSearch) -> dict:
     def scores(d) -> dict:
         return {"supernet_quality": estimate(d), "supernet_quality_recalibrated": recalibrated(d)}
 
-    return {**chosen_record(job.cfg, job.space, job.task, job.latency, decision, scores), **scores(decision),
-            "quality_label": "held-out top-1 (supernet, own BatchNorm statistics)",
-            "probabilities": job.controller.probabilities()}
+    t0 = time.perf_counter()
+    out = {**chosen_record(job.cfg, job.space, job.task, job.latency, decision, scores), **scores(decision),
+           "quality_label": "held-out top-1 (supernet, own BatchNorm statistics)",
+           "probabilities": job.controller.probabilities()}
+    # seconds per phase of this search's steps (summed over resumes), and the closing estimates just made
+    out["phase_seconds"] = {**job.phase_seconds, "result": time.perf_counter() - t0}
+    return out
