@@ -5,6 +5,10 @@ latency, every 15th quantile taken) are each trained stand-alone for ``ALONE_STE
 two seeds' agreement (Kendall tau) says how far the stand-alone ranking itself can be trusted. Against their
 mean, each supernet variant's estimates are ranked: Kendall tau with its p-value and the top-5 overlap.
 
+Stand-alone protocols (``PROTOCOLS``): ``zero_head`` starts the classifier at zero, as the supernet does and as
+``train_briefly`` now does; ``google_init`` is Google's dense initialisation, the first protocol measured, whose
+initial logits grow with the head's width.
+
 Supernet variants (same data, batch, lr, steps unless named; weights only, no controller, so what is measured
 is the shared weights' ranking, which TuNAS's controller reads):
 
@@ -13,20 +17,21 @@ is the shared weights' ranking, which TuNAS's controller reads):
                  widest filters, each with a probability falling from 1 to 0 (what the search does before its
                  controller starts)
   uniform_long   uniform, twice the steps
+  separate_e     uniform, 1,000 steps, one weight set per expansion ratio (``Supernet(separate=...)``)
+  separate_ek    the same per expansion ratio and kernel size
 
-Estimators: ``batch_stats`` (TuNAS: BatchNorm with the held-out batch's statistics, batches of 192) and
+Estimators: ``batch_stats`` (TuNAS: BatchNorm with the held-out batch's statistics, batches of 192),
 ``recalibrated`` (the extracted model with its BatchNorm statistics recalibrated on 4 training batches, then
-evaluated in eval mode).
+evaluated in eval mode) and ``finetune`` (the extracted model trained alone for ``FINETUNE_STEPS`` first).
 
-Resumable: each unit (a stand-alone training, a supernet) is stored in OUT/state-<worker>.json as it ends.
-Run the stand-alone trainings on two cores at once with ``--worker alone0`` and ``--worker alone1`` (one seed
-each) and the supernets with ``--worker supernets`` (or ``supernets:uniform,tunas_warmup`` for some); then
-``--report`` merges the states into the record.
+Resumable: each unit (a stand-alone training, a supernet) is stored in OUT/state-<worker>.json as it ends, and
+each supernet's weights in OUT/supernet-<name>.pt. One worker per core:
 
-    (python bench/fidelity.py --worker alone0; python bench/fidelity.py --worker supernets:uniform) &
-    (python bench/fidelity.py --worker alone1; python bench/fidelity.py --worker supernets:tunas_warmup) &
-    wait; python bench/fidelity.py --worker supernets:uniform_long; python bench/fidelity.py --report
-    # the report lists the variants that have run
+    python bench/fidelity.py --worker alone0[:zero_head|google_init]     # seed 0's 20 trainings
+    python bench/fidelity.py --worker alone1[:zero_head|google_init]
+    python bench/fidelity.py --worker supernets:uniform,separate_e        # train, keep weights, estimate
+    python bench/fidelity.py --worker finetune:uniform                    # the finetune estimator
+    python bench/fidelity.py --report                                     # the record, from what has run
 """
 
 from __future__ import annotations
@@ -176,9 +181,14 @@ def run_worker(worker: str, out: Path) -> None:
             key = f"finetune/{name}"
             if key in state.data:
                 continue
-            steps, _, separate = SUPERNETS[name]
-            net = Supernet(space, separate)
-            net.load_state_dict(torch.load(out / f"supernet-{name}.pt"))
+            steps, warm, separate = SUPERNETS[name]
+            weights = out / f"supernet-{name}.pt"
+            if weights.is_file():
+                net = Supernet(space, separate)
+                net.load_state_dict(torch.load(weights))
+            else:  # trained before its weights were kept: training is seeded, so train it again
+                net = train_supernet(space, cfg, batches, steps, warm, separate)
+                torch.save(net.state_dict(), weights)
             t0 = time.time()
             state.put(key, {"estimates": [finetuned(net, a["decision"], batches, held, cfg) for a in archs],
                             "seconds": time.time() - t0})
