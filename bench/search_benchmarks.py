@@ -183,6 +183,33 @@ def zoo_at_28(latency):
     return out
 
 
+def baseline_winner(state, key: str, kind: str, space, evaluate, trials: int, seed: int,
+                    budget_seconds: float | None = None) -> dict:
+    """The best trial of a random or evolution run (2 threads), stored under ``key`` once."""
+    if not state.get(key):
+        torch.set_num_threads(2)
+        t0 = time.time()
+        ran = run_baseline(kind, space, evaluate, trials, EQUAL_TARGET, seed=seed, population=4,
+                           budget_seconds=budget_seconds)
+        b = best(ran)
+        state.put(key, {"decision": b.decision, "quality": b.quality, "latency": b.latency,
+                        "seconds": time.time() - t0, "trials": len(ran)})
+        print(f"{key}: {len(ran)} trials, best {b.latency:.4f} ms, brief quality {b.quality:.3f}", flush=True)
+    return state.get(key)
+
+
+def final_training(state, key: str, arch, cfg, batches, latency, seed: int) -> dict:
+    """A winner trained from scratch with the final budget and scored on the test images, stored once."""
+    if not state.get(key):
+        torch.set_num_threads(2)
+        t0 = time.time()
+        acc = train_briefly(arch, batches, _test_split(cfg, arch), FINAL_STEPS, cfg.train.lr, seed)
+        state.put(key, {"top1": acc, "latency": latency.predict(arch).total, "macs": count(arch).macs,
+                        "seconds": time.time() - t0})
+        print(f"{key}: {acc:.4f} at {state.get(key)['latency']:.4f} ms", flush=True)
+    return state.get(key)
+
+
 def phase_equal(state, root):
     space = get_space(SPACE)
     latency = get_latency_model("edgetpu")
@@ -197,28 +224,12 @@ def phase_equal(state, root):
         candidates["tunas"] = space.fix(run_search(state, root, "edgetpu", EQUAL_TARGET, seed)["decision"])
         evaluate = make_evaluator(cfg, space, latency, TRIAL_STEPS)
         for kind in ("random", "evolution"):
-            key = f"equal/{kind}/{seed}"
-            if not state.get(key):
-                torch.set_num_threads(2)
-                t0 = time.time()
-                trials = run_baseline(kind, space, evaluate, TRIALS, EQUAL_TARGET, seed=seed, population=4)
-                b = best(trials)
-                state.put(key, {"decision": b.decision, "quality": b.quality, "latency": b.latency,
-                                "seconds": time.time() - t0})
-                print(f"{key}: best {b.latency:.4f} ms, brief quality {b.quality:.3f}", flush=True)
-            candidates[kind] = space.fix(state.get(key)["decision"])
+            got = baseline_winner(state, f"equal/{kind}/{seed}", kind, space, evaluate, TRIALS, seed)
+            candidates[kind] = space.fix(got["decision"])
         candidates[f"zoo:{name}"] = zoo_arch
         for method, arch in candidates.items():
-            key = f"equal/final/{method}/{seed}"
-            if not state.get(key):
-                torch.set_num_threads(2)
-                t0 = time.time()
-                test = _test_split(cfg, arch)
-                acc = train_briefly(arch, batches, test, FINAL_STEPS, cfg.train.lr, seed)
-                state.put(key, {"top1": acc, "latency": latency.predict(arch).total, "macs": count(arch).macs,
-                                "seconds": time.time() - t0})
-                print(f"{key}: {acc:.4f} at {state.get(key)['latency']:.4f} ms", flush=True)
-            rows.append({"method": method.split(":")[0], "model": method, "seed": seed, **state.get(key)})
+            final = final_training(state, f"equal/final/{method}/{seed}", arch, cfg, batches, latency, seed)
+            rows.append({"method": method.split(":")[0], "model": method, "seed": seed, **final})
     summary = {}
     for method in ("tunas", "random", "evolution", "zoo"):
         accs = [r["top1"] for r in rows if r["method"] == method]
@@ -228,7 +239,7 @@ def phase_equal(state, root):
     return {"rows": rows, "summary": summary, "zoo_candidates": [(n, ms) for n, _, ms in zoo]}
 
 
-# equal_compute: TuNAS as the fidelity benchmark left it, against random search and evolution given the same
+# equal_compute: TuNAS with the 48-image held-out batch (bench/search_cost.py), against random search and evolution given the same
 # wall time as each TuNAS search (trials included), over three seeds; winners trained with one final budget
 EQUAL_SEEDS, EQUAL_TUNAS = (0, 1, 2), ("search.rl_batch=48",)
 
@@ -244,31 +255,14 @@ def phase_equal_compute(state, root):
         candidates = {"tunas": (s["decision"], s["seconds"], 1)}
         evaluate = make_evaluator(cfg, space, latency, TRIAL_STEPS)
         for kind in ("random", "evolution"):
-            key = f"equal_compute/{kind}/{seed}"
-            if not state.get(key):
-                torch.set_num_threads(2)
-                t0 = time.time()
-                trials = run_baseline(kind, space, evaluate, 10_000, EQUAL_TARGET, seed=seed, population=4,
-                                      budget_seconds=s["seconds"])
-                b = best(trials)
-                state.put(key, {"decision": b.decision, "quality": b.quality, "latency": b.latency,
-                                "seconds": time.time() - t0, "trials": len(trials)})
-                print(f"{key}: {len(trials)} trials, best {b.latency:.4f} ms, brief quality {b.quality:.3f}",
-                      flush=True)
-            got = state.get(key)
+            got = baseline_winner(state, f"equal_compute/{kind}/{seed}", kind, space, evaluate, 10_000, seed,
+                                  budget_seconds=s["seconds"])
             candidates[kind] = (got["decision"], got["seconds"], got["trials"])
         for method, (decision, search_seconds, trials) in candidates.items():
-            key = f"equal_compute/final/{method}/{seed}"
-            arch = space.fix(decision)
-            if not state.get(key):
-                torch.set_num_threads(2)
-                t0 = time.time()
-                acc = train_briefly(arch, batches, _test_split(cfg, arch), FINAL_STEPS, cfg.train.lr, seed)
-                state.put(key, {"top1": acc, "latency": latency.predict(arch).total, "macs": count(arch).macs,
-                                "seconds": time.time() - t0})
-                print(f"{key}: {acc:.4f} at {state.get(key)['latency']:.4f} ms", flush=True)
+            final = final_training(state, f"equal_compute/final/{method}/{seed}", space.fix(decision), cfg,
+                                   batches, latency, seed)
             rows.append({"method": method, "seed": seed, "search_seconds": search_seconds, "trials": trials,
-                         **state.get(key)})
+                         **final})
     summary = {}
     for method in ("tunas", "random", "evolution"):
         accs = [r["top1"] for r in rows if r["method"] == method]

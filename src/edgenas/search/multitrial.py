@@ -30,7 +30,8 @@ from ..spec import SpecError
 from ..spec.datafile import parse_json
 from .baselines import best, make_evaluator, ray_executor, run_baseline
 from .proxy import task_space
-from .tunas import _check_resumable, _settings, chosen_record
+from .record import chosen_record
+from .tunas import _check_resumable, _settings
 
 TRIALS = "trials.jsonl"
 
