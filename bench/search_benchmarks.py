@@ -239,8 +239,9 @@ def phase_equal(state, root):
     return {"rows": rows, "summary": summary, "zoo_candidates": [(n, ms) for n, _, ms in zoo]}
 
 
-# equal_compute: TuNAS with the 48-image held-out batch (bench/search_cost.py), against random search and evolution given the same
-# wall time as each TuNAS search (trials included), over three seeds; winners trained with one final budget
+# equal_compute: TuNAS with the 48-image held-out batch (bench/search_cost.py), against random search and
+# evolution given the wall time of each TuNAS search (trials included), over three seeds; winners trained with
+# one final budget
 EQUAL_SEEDS, EQUAL_TUNAS = (0, 1, 2), ("search.rl_batch=48",)
 
 
