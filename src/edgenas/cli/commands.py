@@ -137,7 +137,9 @@ def cmd_space_show(args) -> int:
 
     space = get_space(args.name)
     lo, hi = space.macs_range(np.random.default_rng(args.seed), args.samples)
-    zoo = {n: space.match(get_arch(n)) is not None for n in list_models(task="classification")}
+    task = {"network": "segmentation", "detector": "detection"}.get(getattr(space.template, "kind", None),
+                                                                     "classification")
+    zoo = {n: space.match(get_arch(n)) is not None for n in list_models(task=task)}
     members = [n for n, inside in zoo.items() if inside]
     latency = None
     if args.target:
@@ -153,10 +155,9 @@ def cmd_space_show(args) -> int:
                    "macs_range_sampled": {"min": lo, "max": hi, "samples": args.samples, "seed": args.seed},
                    "zoo_members": members, "latency_range_sampled": latency})
         return 0
-    t = space.template
+    size, channels = space.input_shape()
     print(f"space {space.name}: {space.description}")
-    print(f"input {t.input_size}x{t.input_size}x{t.in_channels}, {sum(len(s.blocks) for s in t.stages)} block "
-          f"positions in {len(t.stages)} stages")
+    print(f"input {size}x{size}x{channels}, {task}, {len(space.block_paths())} block positions")
     rows = [[path, " | ".join(c.labels)] for path, c in space.choices()]
     print(table(rows, ["choice", "options"], "ll"))
     print(f"\nsize: {space.size():,} points (10^{math.log10(space.size()):.1f}), {len(rows)} choices")

@@ -1,14 +1,23 @@
-"""``SearchSpace``: a named template plus the verbs a search needs (sample, fix, size, match)."""
+"""``SearchSpace``: a named template plus the verbs a search needs (sample, fix, size, match).
+
+The template is a spec (an ``Arch``, a ``Network`` or a ``Detector``) built with ``model_construct``, with
+``Choice`` objects at the searched fields. Where a choice is not a field of the spec itself (a BiFPN's number
+of cells, a node's depth), the template holds a space's own placeholder there and ``finish`` turns the picked
+data into spec data; ``decode`` is its inverse (a spec in the template's form), so ``match`` can tell whether a
+zoo model is a point. A block position is any choice among specs (block or op types), wherever it stands.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
+from pydantic import BaseModel
 
-from ..spec import Arch, SpecError, count as count_arch, parse_arch
+from ..spec import Arch, SpecError, count as count_arch, parse_spec, spec_layers
 from . import choice as walk
 from .choice import Choice, ChoiceSite
 
@@ -20,26 +29,25 @@ Repair = Callable[[str | None, dict], dict | None]
 # Training settings that ride along in an Arch but are not architecture: a zoo model is a point of a space
 # whatever its dropout or name.
 NOT_ARCHITECTURE = frozenset({"name", "drop_path_rate", "head.dropout", "preprocess"})
+REJECTION_DRAWS = 20  # uniform draws ``sample`` tries before it repairs one
 
 
 @dataclass(frozen=True)
 class SearchSpace:
     name: str
-    template: Arch  # built with model_construct, with Choice objects at the searched fields
+    template: Any  # an Arch, Network or Detector built with model_construct, Choice objects at the searched fields
     description: str = ""
+    finish: Callable[[dict], dict] | None = None  # picked data -> spec data (None: the data is the spec's)
+    decode: Callable[[Any], Any] | None = None  # a spec -> the template's form of it, for ``match``
     _sites: dict = field(default=None, init=False, repr=False, compare=False)
     _paths: dict = field(default=None, init=False, repr=False, compare=False)
     _positions: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         sites = {site.path: site for site in walk.iter_sites(self.template)}
-        # Searched block positions, found by walking the stages: {("stages", s, "blocks", i): path}.
-        positions = {}
-        for s, stage in enumerate(self.template.stages):
-            for i, block in enumerate(stage.blocks):
-                if isinstance(block, Choice):
-                    loc = ("stages", s, "blocks", i)
-                    positions[loc] = next(p for p, site in sites.items() if site.parent is None and site.loc == loc)
+        # Searched block positions: top-level choices among specs (block or op types), {loc: path}.
+        positions = {site.loc: p for p, site in sites.items()
+                     if site.parent is None and all(isinstance(o, BaseModel) for o in site.choice.options)}
         object.__setattr__(self, "_sites", sites)
         object.__setattr__(self, "_paths", {p: site.choice for p, site in sites.items()})
         object.__setattr__(self, "_positions", positions)
@@ -62,7 +70,7 @@ class SearchSpace:
         data = walk.resolve(self.template, decision)
         if not data.get("name"):
             data["name"] = self.name
-        return parse_arch(data)
+        return parse_spec(self.finish(data) if self.finish else data)
 
     def is_valid(self, decision: Mapping[str, Any]) -> bool:
         try:
@@ -87,20 +95,43 @@ class SearchSpace:
         raise SpecError(f"space {self.name!r}: no valid point after {max_tries} repairs")
 
     def sample(self, rng: np.random.Generator, max_tries: int = 1000) -> dict[str, Any]:
-        """A uniformly drawn *valid* decision (rejecting invalid points, at most ``max_tries`` draws)."""
-        for _ in range(max_tries):
+        """A valid decision drawn with ``rng``: uniform over the valid points where they are common (the first
+        valid one of ``REJECTION_DRAWS`` uniform draws); where they are rare (a space of many positions, each
+        with some invalid options), the last draw repaired block by block, each failing block's own choices
+        drawn again uniformly (as the controller repairs its samples), at most ``max_tries`` times."""
+        for _ in range(REJECTION_DRAWS):
             decision = walk.sample(self.template, rng)
             if self.is_valid(decision):
                 return decision
-        raise RuntimeError(f"space {self.name!r}: no valid point in {max_tries} draws")
+
+        def redraw(block: str | None, d: dict) -> dict:
+            paths = self.own_choices(block) if block else list(self._paths)
+            return {**d, **{p: self._paths[p].value(int(rng.integers(len(self._paths[p].options)))) for p in paths}}
+
+        try:
+            _, decision = self.fix_repairing(decision, redraw, max_tries)
+        except SpecError:
+            raise RuntimeError(f"space {self.name!r}: no valid point in {max_tries} repairs") from None
+        return {p: decision[p] for p in self.active_paths(decision)}
 
     def sample_arch(self, rng: np.random.Generator) -> Arch:
         return self.fix(self.sample(rng))
 
-    def match(self, arch: Arch) -> dict[str, Any] | None:
-        """The decision that gives ``arch`` (ignoring name, dropout, drop-path, preprocessing), or None."""
-        found = walk.match(self.template, arch, ignore=NOT_ARCHITECTURE)
-        return None if found is None else {p: found[p] for p in self._paths if p in found}
+    def match(self, spec) -> dict[str, Any] | None:
+        """The decision that gives ``spec`` (ignoring name, dropout, drop-path, preprocessing), or None."""
+        if self.decode is None:
+            found = walk.match(self.template, spec, ignore=NOT_ARCHITECTURE)
+            return None if found is None else {p: found[p] for p in self._paths if p in found}
+        form = self.decode(spec)
+        found = None if form is None else walk.match(self.template, form, ignore=_ignored(self.template))
+        if found is None:
+            return None
+        decision = {p: found[p] for p in self._paths if p in found}
+        try:  # the decoded form must build the very network: a decode that loses something is no match
+            same = _same_network(self.fix(decision), spec)
+        except SpecError:
+            return None
+        return decision if same else None
 
     def contains(self, arch: Arch) -> bool:
         return self.match(arch) is not None
@@ -116,8 +147,8 @@ class SearchSpace:
 
     def failing_block(self, err: Exception) -> str | None:
         """The searched block position a validation error points into (from ``SpecError.loc``), if any."""
-        loc = getattr(err, "loc", ())
-        return self._positions.get(tuple(loc[:4]))
+        loc = tuple(getattr(err, "loc", ()))
+        return next((self._positions[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in self._positions), None)
 
     def owner(self, path: str) -> str | None:
         """The searched block position a choice belongs to: itself, or the position whose option holds it."""
@@ -131,8 +162,8 @@ class SearchSpace:
         return [p for p in self._sites if self.owner(p) == block]
 
     def width_choices(self) -> list[str]:
-        """Choices that set a width (output or head channels, or an expansion ratio)."""
-        widths = ("out_channels", "conv_channels", "expand_ratio")
+        """Choices that set a width (output, head or node channels, or an expansion)."""
+        widths = ("out_channels", "conv_channels", "expand_ratio", "expansion", "width", "channels")
         return [p for p, site in self._sites.items() if site.field in widths]
 
     def active_paths(self, decision: Mapping[str, Any], paths: list[str] | None = None) -> list[str]:
@@ -159,9 +190,12 @@ class SearchSpace:
     def covering(self) -> Iterator[dict[str, Any]]:
         """Valid decisions that together contain every distinct layer of the space: for each stage, every
         pair of (its input channels, its output channels) with every block option at all its positions; and
-        every stem and head choice with the last stage's channels. Assumes, as the named spaces do, that a
-        block's layers depend only on its own choices and those channel counts (strides are fixed). Latency
-        tables are filled from these."""
+        every stem and head choice with the last stage's channels. Assumes, as the classification spaces do,
+        that a block's layers depend only on its own choices and those channel counts (strides are fixed).
+        Latency tables are filled from these."""
+        if not isinstance(self.template, Arch):
+            raise SpecError(f"space {self.name!r}: a covering set is built for classification spaces only; "
+                            "sample its points instead")
         top = {site.loc: p for p, site in self._sites.items() if site.parent is None}
         base = {p: c.value(0) for p, c in self._paths.items()}
         width = {s: top.get(("stages", s, "out_channels")) for s in range(len(self.template.stages))}
@@ -194,7 +228,45 @@ class SearchSpace:
             except SpecError:
                 continue
 
+    def input_shape(self) -> tuple[int, int]:
+        """(input size, input channels) of every point."""
+        return self.template.input_size, self.template.in_channels
+
     def macs_range(self, rng: np.random.Generator, samples: int = 256) -> tuple[int, int]:
         """Smallest and largest MACs over ``samples`` valid points drawn with ``rng``."""
         macs = [count_arch(self.sample_arch(rng)).macs for _ in range(samples)]
         return min(macs), max(macs)
+
+
+def _ignored(template) -> frozenset:
+    """The paths ``match`` skips: training settings, wherever the backbone sits."""
+    prefixes = [""] + (["backbone."] if isinstance(getattr(template, "backbone", None), BaseModel) else [])
+    return frozenset(p + f for p in prefixes for f in NOT_ARCHITECTURE)
+
+
+def _same_network(a, b) -> bool:
+    """Whether two specs compute the same network, however they group it: the same layers in order (their
+    paths aside), and the same settings outside the layer list (normalization, head initialisation, ...)."""
+    def layers(spec):
+        return [dataclasses.replace(layer, path="") for layer in spec_layers(spec)]
+
+    def settings(spec):
+        data = _architecture(spec)
+        data.pop("nodes", None)
+        (data.get("backbone") or data).pop("stages", None)
+        return data
+
+    return type(a) is type(b) and settings(a) == settings(b) and layers(a) == layers(b)
+
+
+def _architecture(spec) -> dict:
+    """A spec's data without the fields that are not architecture (``NOT_ARCHITECTURE``), for comparing."""
+    data = spec.to_dict()
+    for part in (data, data.get("backbone") or {}):
+        for key in NOT_ARCHITECTURE:
+            head, _, field = key.partition(".")
+            if field:
+                part.get(head, {}).pop(field, None)
+            else:
+                part.pop(head, None)
+    return data

@@ -8,6 +8,9 @@ released models use, widened to kernel 5 for the search.
 
 ``small-28``: the same block choices for 28-64 px single-channel inputs (Fashion-MNIST): a stride-1 stem and
 three downsamplings instead of five.
+
+``autoseg-512`` (``space.autoseg``) and ``spaghetti-320`` (``space.spaghetti``): the segmentation and detection
+spaces, with Autoseg-EdgeTPU-XS/S/M and SpaghettiNet-EdgeTPU-S/M/L as points.
 """
 
 from __future__ import annotations
@@ -87,7 +90,20 @@ def small_28() -> SearchSpace:
     return SearchSpace("small-28", template, "Same block choices for 28-64 px single-channel inputs, 10 classes")
 
 
-SPACES = {"edgetpu-v2-224": edgetpu_v2_224, "small-28": small_28}
+def autoseg_512() -> SearchSpace:
+    from .autoseg import autoseg_512
+
+    return autoseg_512()
+
+
+def spaghetti_320() -> SearchSpace:
+    from .spaghetti import spaghetti_320
+
+    return spaghetti_320()
+
+
+SPACES = {"edgetpu-v2-224": edgetpu_v2_224, "small-28": small_28, "autoseg-512": autoseg_512,
+          "spaghetti-320": spaghetti_320}
 
 
 def get_space(name: str) -> SearchSpace:
