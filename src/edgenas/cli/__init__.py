@@ -171,7 +171,7 @@ def _latency_parsers(sub, jsonp) -> None:
     common.add_argument("--cache-dir", default=DEFAULT_CACHE,
                         help="simulated layers and lookup tables (default ~/.cache/edgenas or $EDGENAS_CACHE)")
     lat = sub.add_parser("latency", parents=[jsonp, common], help="predicted latency of a model or arch file; "
-                         "also `latency calibrate` and `latency check`")
+                         "also `latency calibrate`, `latency check` and `latency warm`")
     lat.add_argument("ref", help="model name or arch file")
     lat.add_argument("--input-size", type=_POSITIVE)
     lat.add_argument("--lut", help="a lookup table file (e.g. from `lut import`) instead of the cache's")
@@ -198,6 +198,17 @@ def _latency_parsers(sub, jsonp) -> None:
     chk.add_argument("--threads", type=_POSITIVE, default=1)
     chk.add_argument("--out", help="also write every prediction and measurement to this JSON file")
     chk.set_defaults(func=latency.cmd_check)
+
+    warm = sub.add_parser("latency-warm", parents=[jsonp], prog="edgenas latency warm")
+    warm.add_argument("--space", required=True, help="the space whose layers to simulate ahead (with the zoo of "
+                      "its task), for the edgetpu model; comma-separated for several")
+    warm.add_argument("--samples", type=_POSITIVE, default=800, help="points drawn per space")
+    warm.add_argument("--seed", type=_COUNT, default=0)
+    warm.add_argument("--cache-dir", default=DEFAULT_CACHE, help="where the simulated layers go (default "
+                      "~/.cache/edgenas or $EDGENAS_CACHE)")
+    warm.add_argument("--bundle", action="store_true", help="write them into the table edgenas ships "
+                      "(latency/data) instead: for maintainers, so a fresh install simulates nothing")
+    warm.set_defaults(func=latency.cmd_warm)
 
     lut = sub.add_parser("lut", help="latency lookup tables").add_subparsers(dest="lut_command", required=True)
     build = lut.add_parser("build", parents=[common], help="measure (simulate, for edgetpu) a space's layers into "
@@ -226,7 +237,8 @@ def _latency_parsers(sub, jsonp) -> None:
     imp.set_defaults(func=latency.cmd_lut_import)
 
 
-_SPLIT = {("latency", "calibrate"): "latency-calibrate", ("latency", "check"): "latency-check"}
+_SPLIT = {("latency", "calibrate"): "latency-calibrate", ("latency", "check"): "latency-check",
+          ("latency", "warm"): "latency-warm"}
 
 
 def user_error(err: BaseException) -> str | None:

@@ -111,6 +111,43 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_warm(args) -> int:
+    """Simulate every layer shape of sampled points of the spaces (and the zoo of their tasks) on the edgetpu
+    model's array, so searches price them from the table instead of running SCALE-Sim."""
+    import time
+
+    from ..latency.edgetpu import warm
+    from ..latency.scalesim_cycles import CycleCache
+    from ..models import get_arch, list_models
+    from ..space import get_space
+
+    if args.bundle:
+        path = Path(__file__).parents[1] / "latency" / "data" / "scalesim-64x64.json"
+        cache = CycleCache(path, use_bundled=False)
+    else:
+        cache = CycleCache(Path(args.cache_dir) / "scalesim-cycles.json")
+    rows = []
+    for name in args.space.split(","):
+        space, t0 = get_space(name.strip()), time.perf_counter()
+        task = {"network": "segmentation", "detector": "detection"}.get(getattr(space.template, "kind", None),
+                                                                         "classification")
+        rng = np.random.default_rng(args.seed)
+        specs = [get_arch(m) for m in list_models(task=task)] + [space.sample_arch(rng) for _ in range(args.samples)]
+        shapes, simulated = warm(cache, specs, lambda n, total: print(f"\r{name}: {n}/{total} shapes", end="",
+                                                                      file=sys.stderr, flush=True))
+        cache.save()
+        rows.append({"space": name, "points": args.samples, "shapes": shapes, "simulated": simulated,
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        print(file=sys.stderr)
+    if args.json:
+        emit_json({"table": str(cache.path), "spaces": rows})
+        return 0
+    print(table([[r["space"], r["points"], r["shapes"], r["simulated"], r["seconds"]] for r in rows],
+                ["space", "points", "distinct shapes", "simulated now", "seconds"], "lrrrr"))
+    print(f"table: {cache.path}")
+    return 0
+
+
 def _zoo_archs(pattern: str, tail: str | None, input_size: int | None = None) -> list:
     """Zoo models by name or glob (comma-separated), at their deployment size unless ``input_size`` is given;
     ``tail`` set on networks."""

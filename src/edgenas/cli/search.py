@@ -18,9 +18,10 @@ def cmd_search(args) -> int:
     s = cfg.search
     if s.strategy == "tunas":
         chosen, own = "most likely architecture", result.get("supernet_quality_recalibrated")
-        quality = f"supernet held-out top-1 {result['supernet_quality']:.3f}"  # a result from before recalibration
+        measure = result.get("quality_measure", "held-out top-1")
+        quality = f"supernet {measure} {result['supernet_quality']:.3f}"  # a result from before recalibration
         if own is not None:
-            quality = (f"supernet held-out top-1 {own:.3f} with its own BatchNorm statistics "
+            quality = (f"supernet {measure} {own:.3f} with its own BatchNorm statistics "
                        f"({result['supernet_quality']:.3f} with the batch's)")
     else:
         chosen = f"best of {result['trials']} {s.strategy} trials"
@@ -31,8 +32,13 @@ def cmd_search(args) -> int:
         print(result["proxy"])
     if "retrained" in result:
         r = result["retrained"]
-        print(f"retrained from scratch for {r['epochs']} epochs: {r['top1']:.2f}% test top-1 on {r['test_images']} "
-              f"images; {cfg.out}/model.onnx (max |diff| vs PyTorch {r['onnx']['max_abs_diff']:.1e})")
+        if "top1" in r:
+            print(f"retrained from scratch for {r['epochs']} epochs: {r['top1']:.2f}% test top-1 on "
+                  f"{r['test_images']} images; {cfg.out}/model.onnx (max |diff| vs PyTorch "
+                  f"{r['onnx']['max_abs_diff']:.1e})")
+        else:
+            print(f"retrained from scratch for {r['epochs']} epochs: {r['quality']:.2f}% validation "
+                  f"{r['quality_label']} on {r['test_images']} images; {r.get('export_line', '')}")
     print(f"{cfg.out}/report.html, arch.yaml, result.json, trace.jsonl")
     return 0
 

@@ -171,3 +171,31 @@ class EdgeTPUModel:
                          f"{p.offchip_gbps:g} GB/s (an assumption, not fitted)")
         return LatencyReport(self.name, arch.name, arch.input_size, sum(x.value for x in layers), self.unit, "int8",
                              layers, {"array": [self.cache.rows, self.cache.cols], "params": asdict(p)}, notes)
+
+
+class _Recorder(CycleCache):
+    """A cache that only notes which shapes it is asked for."""
+
+    def __init__(self, rows: int, cols: int):
+        super().__init__(None, rows, cols, use_bundled=False)
+        self.shapes: dict[str, ConvShape] = {}
+
+    def cycles(self, shape: ConvShape) -> int:
+        self.shapes.setdefault(shape.key(self.rows, self.cols), shape)
+        return 1
+
+
+def warm(cache: CycleCache, specs, progress=None) -> tuple[int, int]:
+    """Simulate, into ``cache``, every systolic-array shape the conv layers of ``specs`` need and ``cache``
+    does not hold yet. Returns (distinct shapes, shapes simulated now); ``cache.save()`` keeps them."""
+    recorder = _Recorder(cache.rows, cache.cols)
+    for spec in specs:
+        for layer in spec_layers(spec):
+            if layer.op == "conv":
+                layer_cycles(layer, recorder)
+    before = cache.simulated
+    for n, shape in enumerate(recorder.shapes.values()):
+        cache.cycles(shape)
+        if progress and n % 50 == 49:
+            progress(n + 1, len(recorder.shapes))
+    return len(recorder.shapes), cache.simulated - before

@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from ..config import RunConfig, load_config
 from ..io import write_atomic
-from ..spec import parse_arch
+from ..spec import parse_arch, parse_spec
 from .report import write_report
 from .tunas import search
 
@@ -20,6 +20,8 @@ from .tunas import search
 def retrain(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
     """Train the searched architecture (as the task sees it) from scratch with ``cfg.train`` for
     ``search.retrain_epochs`` epochs into OUT/retrain, evaluate it, export it to OUT/model.onnx."""
+    if cfg.task != "classification":
+        return _retrain_dense(cfg, result, resume=resume)
     from ..export import export
     from ..export.api import parity_data
     from ..train.loop import fit_classification
@@ -42,6 +44,33 @@ def retrain(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
         tcfg, tarch, model = load_trained(out / "retrain" / "checkpoint.pt")
         images, labels, _ = parity_data(tcfg, tarch, check=500, calibration=0)
         retrained["onnx"] = export(model, "onnx", out / "model.onnx", images, labels).to_dict()
+    return retrained
+
+
+def _retrain_dense(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
+    """``retrain`` for a segmentation network or a detector: the task's own training, validation metric
+    and export (for segmentation the serving graph with the exact argmax tail), checked against PyTorch."""
+    from ..tasks import get_task
+    from ..train.loop import fit
+    from ..train.setup import load_trained
+
+    out, task = Path(cfg.out), get_task(cfg)
+    spec = parse_spec(result["task_arch"])
+    spec.save(out / "task_arch.yaml")
+    rcfg = load_config(base={"task": cfg.task, "data": cfg.data.model_dump(mode="json"),
+                             "model": {"arch": str(out / "task_arch.yaml"), "input_size": spec.input_size,
+                                       "num_classes": spec.num_classes},
+                             "train": {**cfg.train.model_dump(mode="json"), "epochs": cfg.search.retrain_epochs},
+                             "out": str(out / "retrain")})
+    t0 = time.time()
+    record = fit(rcfg, resume=resume)
+    retrained = {"epochs": cfg.search.retrain_epochs, "quality": record.get("val_quality"),
+                 "quality_label": task.quality_label, "test_images": record.get("val_images"),
+                 "seconds": round(time.time() - t0, 1), "checkpoint": str(out / "retrain" / "checkpoint.pt")}
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        tcfg, tspec, model = load_trained(out / "retrain" / "checkpoint.pt")
+        record, line = task.export(model.eval(), "onnx", out / "model.onnx", tcfg, tspec, check=8, calibration=0)
+        retrained.update(export=record, export_line=line)
     return retrained
 
 

@@ -22,7 +22,7 @@ def chosen_record(cfg: RunConfig, space: SearchSpace, task: SearchSpace, latency
     arch = space.fix(decision).replace(name=f"{space.name}-searched")
     report = latency.predict(arch)
     zoo = []
-    for name in list_models(task="classification"):
+    for name in list_models(task=cfg.task):
         z = get_arch(name)
         if z.input_size != space.template.input_size:
             continue  # latency at another deployment size is not comparable

@@ -16,7 +16,8 @@ from ..spec import SpecError
 from ..spec.datafile import parse_json, read_data
 
 OP_COLORS = {"ibn": "#3b6fb6", "fused_ibn": "#e07b39", "gc_ibn": "#3a9a5b", "skip": "#b9b9b9",
-             "grouped_ibn": "#8d5fb8", "conv": "#555555", "sep_conv": "#999933"}
+             "grouped_ibn": "#8d5fb8", "conv": "#555555", "sep_conv": "#999933", "fused_grouped": "#2f8f7f",
+             "sep": "#b0a030", "none": "#eeeeee", "resample": "#cccccc"}
 W, H, PAD = 640, 360, 56
 
 
@@ -99,6 +100,11 @@ def zoo_quality(entry: dict) -> float | None:
     return entry.get("supernet_quality_recalibrated", entry.get("supernet_quality"))
 
 
+def _measure(result: dict) -> str:
+    """What the supernet's quality measures, e.g. "held-out top-1" or "held-out mIoU"."""
+    return result.get("quality_measure", "held-out top-1")
+
+
 def quality_label(result: dict) -> str:
     return result.get("quality_label", "held-out top-1 (supernet)")
 
@@ -144,9 +150,7 @@ def pareto_figure(result: dict, trace: list[dict]) -> str:
     return _svg("fig-pareto", "".join(parts))
 
 
-def arch_figure(arch: dict) -> str:
-    """The architecture left to right: stem, each block as a box coloured by op with its kernel, expansion
-    and channels, stage by stage, then the head."""
+def _backbone_boxes(arch: dict) -> list[tuple]:
     boxes = [("stem", f"k{arch['stem'].get('kernel_size', '')}", arch["stem"]["out_channels"], "#555555", "")]
     for s, stage in enumerate(arch["stages"]):
         for i, block in enumerate(stage["blocks"]):
@@ -155,12 +159,57 @@ def arch_figure(arch: dict) -> str:
             if kind == "gc_ibn":
                 detail += f" g{block.get('group_size', '')}"
             boxes.append((kind, detail, stage["out_channels"], OP_COLORS.get(kind, "#777"), f"stage {s} block {i}"))
-    boxes.append(("head", "1x1", arch["head"]["conv_channels"], "#555555", ""))
+    return boxes
+
+
+def _graph_boxes(spec: dict) -> list[tuple]:
+    """A network's nodes (one box each: what it combines, its ops) or a detector's (one box per op, under the
+    node's name), in the spec's order, then the head."""
+    boxes = []
+    if spec.get("kind") == "detector":
+        stem = spec.get("stem") or {}
+        boxes.append(("stem", f"k{stem.get('kernel_size', '')}", stem.get("out_channels", 0), "#555555", "stem"))
+        for node in spec["nodes"]:
+            for j, op in enumerate(node["ops"]):
+                kind = op.get("type", "")
+                detail = f"k{op.get('kernel_size', '')}" + (f" e{op['expansion']}" if "expansion" in op else "") + \
+                    (f" g{op['groups']}" if op.get("groups", 1) > 1 else "") + (" s2" if op.get("stride", 1) == 2 else "")
+                where = f"{node['name']} (level {node['level']}, from {' + '.join(node['inputs'])}) op {j}"
+                boxes.append((kind, detail, node["width"], OP_COLORS.get(kind, "#777"), where,
+                              node["name"] if j == 0 else ""))
+        boxes.append(("head", "ssd", 0, "#555555", "SSD head on " + ", ".join(spec["head"]["sources"])))
+        return boxes
+    width = {}
+    for node in spec.get("nodes", []):
+        ops = node.get("ops", [])
+        channels = next((o["out_channels"] for o in reversed(ops) if "out_channels" in o),
+                        max((width.get(i, 0) for i in node["inputs"]), default=0))
+        width[node["name"]] = channels
+        kind = ops[-1]["type"] if ops else "resample"
+        detail = f"{node.get('combine', 'sum')} of {len(node['inputs'])}" if len(node["inputs"]) > 1 else "1 input"
+        boxes.append((kind, detail, channels, OP_COLORS.get(kind, "#777"),
+                      f"{node['name']} (level {node['level']}, from {' + '.join(node['inputs'])})", node["name"]))
+    classifier = spec["head"]["classifier"]
+    boxes.append(("head", classifier.get("type", ""), classifier["out_channels"], "#555555", "class head"))
+    return boxes
+
+
+def arch_figure(arch: dict) -> str:
+    """The architecture left to right: stem, each block as a box coloured by op with its kernel, expansion
+    and channels, stage by stage, then the head; a segmentation network's backbone, then its head's graph node
+    by node; a detector's graph node by node, each op a box under its node's name."""
+    if arch.get("kind") == "network":
+        boxes = _backbone_boxes(arch["backbone"]) + _graph_boxes(arch)
+    elif arch.get("kind") == "detector":
+        boxes = _graph_boxes(arch)
+    else:
+        boxes = _backbone_boxes(arch) + [("head", "1x1", arch["head"]["conv_channels"], "#555555", "")]
+    boxes = [b if len(b) == 6 else (*b, "") for b in boxes]
     bw, gap, top = 34, 4, 30
     width = len(boxes) * (bw + gap) + 2 * gap
-    tallest = max(c for _, _, c, _, _ in boxes)
+    tallest = max(c for _, _, c, _, _, _ in boxes) or 1
     parts = []
-    for n, (kind, detail, channels, color, where) in enumerate(boxes):
+    for n, (kind, detail, channels, color, where, group) in enumerate(boxes):
         x = gap + n * (bw + gap)
         h = 30 + 120 * channels / tallest
         dash = ' stroke-dasharray="3 2"' if kind == "skip" else ""
@@ -170,10 +219,18 @@ def arch_figure(arch: dict) -> str:
                      f'<text x="{x + bw / 2}" y="{top + 164}" text-anchor="middle" font-size="9">{channels}</text>'
                      f'<text transform="translate({x + bw / 2 + 3},{top + 172}) rotate(60)" font-size="9">'
                      f'{_esc(kind)} {_esc(detail)}</text></g>')
+        if group:
+            parts.append(f'<text class="node" x="{x}" y="{top + 150 - h - 4:.1f}" font-size="9">{_esc(group)}</text>')
     legend = "".join(f'<rect x="{gap + 110 * k}" y="6" width="10" height="10" fill="{c}"/>'
                      f'<text x="{gap + 110 * k + 14}" y="15">{op}</text>'
-                     for k, (op, c) in enumerate(list(OP_COLORS.items())[:4]))
+                     for k, (op, c) in enumerate(_legend(boxes)))
     return _svg("fig-arch", legend + "".join(parts), max(width, 460), 270)
+
+
+def _legend(boxes: list[tuple]) -> list[tuple[str, str]]:
+    kinds = {b[0] for b in boxes}
+    shown = [(op, c) for op, c in OP_COLORS.items() if op in kinds]
+    return shown if len(shown) > 1 else list(OP_COLORS.items())[:4]
 
 
 def probability_figure(trace: list[dict], result: dict) -> str:
@@ -182,7 +239,7 @@ def probability_figure(trace: list[dict], result: dict) -> str:
     if not snaps:
         return _svg("fig-probabilities", '<text x="10" y="20">no probability snapshots in the trace</text>', W, 40)
     probs = result["probabilities"]
-    positions = [p for p in probs if p.endswith("]") and ".blocks[" in p]
+    positions = [p for p in probs if p.endswith("]")]  # block positions: backbone blocks, a node's ops
     cols, cw, ch = 5, 120, 60
     rows = math.ceil(len(positions) / cols)
     last = snaps[-1]["step"] or 1
@@ -234,18 +291,24 @@ def render(result: dict, trace: list[dict]) -> str:
                                     f"({result['target_error']:+.1%} from the target)"),
             (quality_label(result), f"{quality(result):.3f}")]
     if "supernet_quality_recalibrated" in result:
-        rows.append(("supernet held-out top-1, batch statistics (as the controller saw it)",
+        rows.append((f"supernet {_measure(result)}, batch statistics (as the controller saw it)",
                      f"{result['supernet_quality']:.3f}"))
     strategy = result.get("strategy", "tunas")
     multi = strategy != "tunas"
     rows.insert(0, ("strategy", strategy))
     rows.append(("trials", f"{len(trace)} of {s['trials']}") if multi else ("steps", f"{len(trace)} of {s['steps']}"))
     retrained = result.get("retrained")
-    if retrained:
+    if retrained and "top1" in retrained:
         rows.append(("retrained from scratch", f"{retrained['top1']:.2f}% test top-1 after {retrained['epochs']} "
                                                f"epochs on {retrained['test_images']} test images"))
         if retrained.get("onnx"):
             rows.append(("ONNX export", f"max |diff| vs PyTorch {retrained['onnx']['max_abs_diff']:.2e}"))
+    elif retrained:
+        rows.append(("retrained from scratch", f"{retrained['quality']:.2f}% validation {retrained['quality_label']} "
+                                               f"after {retrained['epochs']} epochs on {retrained['test_images']} "
+                                               "images"))
+        if retrained.get("export_line"):
+            rows.append(("ONNX export", retrained["export_line"]))
     table = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
     proxy = f'<p class="proxy">{_esc(result["proxy"])}</p>' if result.get("proxy") else ""
     notes = "".join(f"<li>{_esc(n)}</li>" for n in result.get("latency_notes", []))
@@ -263,9 +326,10 @@ section{{margin:28px 0}} .proxy{{background:#fff6dd;padding:8px}} svg{{display:b
 </head><body>
 <h1>edgenas search: {_esc(s['space'])} for {_esc(result['latency_model'])} at {result['target']:g} {_esc(result['unit'])}</h1>
 {proxy}<table id="summary">{table}</table>
-<section><h2>What was tried</h2><p>{_esc(TRIED[multi])}</p>
+<section><h2>What was tried</h2><p>{_esc(TRIED[multi].replace("{measure}", _measure(result)))}</p>
 {pareto_figure(result, trace)}</section>
-<section><h2>The chosen architecture</h2><p>Block by block; height is the output channels.</p>
+<section><h2>The chosen architecture</h2><p>Block by block (a network's head and a detector's graph node by
+node; hover for a node's inputs); height is the output channels.</p>
 {arch_figure(result['arch'])}</section>
 {over_time}
 <section><h2>Latency model notes</h2><ul>{notes}</ul></section>
@@ -275,7 +339,7 @@ section{{margin:28px 0}} .proxy{{background:#fff6dd;padding:8px}} svg{{display:b
 
 TRIED = {
     False: "Each dot is an architecture the controller sampled (darker: later), at its predicted latency and its "
-           "top-1 on one held-out batch with the shared weights and that batch's BatchNorm statistics, as the "
+           "{measure} on one held-out batch with the shared weights and that batch's BatchNorm statistics, as the "
            "controller scored it. Star: the chosen (most likely) architecture; squares: zoo models that are points "
            "of the space; both scored on the held-out split with the shared weights and each architecture's own "
            "BatchNorm statistics, recalibrated on training images (reports of older searches: batch statistics). "

@@ -6,12 +6,15 @@ process under torchrun; gradients are averaged across processes). During the war
 "increase filters" warm-up runs: at a position, all ops at once (their outputs summed) and, at a width choice,
 the widest option, each with a probability that falls linearly from 1 to 0, so path and filter dropout rise
 over the warm-up. After it, a controller step follows each weight step: ``rl_samples`` architectures per
-process, each scored on a held-out batch (quality = top-1 with batch statistics, as TuNAS) and priced by the
-latency model at its deployment input size; the rewards of every process feed one REINFORCE step, so the
+process, each scored on a held-out batch (quality from the task, ``objective``: top-1 with batch statistics as
+TuNAS, mIoU for segmentation, a loss-based figure for detection) and priced by the latency model at its
+deployment input size; the rewards of every process feed one REINFORCE step, so the
 controller stays identical everywhere. Its learning rate grows exponentially by ``rl_lr_growth`` over the
 search (TuNAS). The answer is the controller's most likely architecture.
 
 Quality can come from a proxy task (``proxy.task_space``), while latency is always priced on the space itself.
+Classification spaces train the per-op ``Supernet``; segmentation and detection spaces the ``SlicedSupernet``,
+whose warm-up widens filters only (it has no all-ops-at-once forward).
 
 Everything a resumed run needs (supernet, controller, both optimizers, the baseline, the step and the trace
 so far) is checkpointed atomically every ``checkpoint_every`` steps; batches and samples are pure functions
@@ -30,20 +33,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from ..config import RunConfig
-from ..eval.metrics import top1
 from ..io import open_folder, write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
 from ..space import SearchSpace, get_space
-from ..spec import SpecError, block_plan
+from ..spec import Arch, SpecError, block_plan
 from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..train.loop import distributed, make_optimizer
 from ..train.schedule import lr_factor
 from .controller import Controller, Reinforce, Trial, reward
+from .objective import objective
 from .proxy import splits, task_space
 from .record import chosen_record
+from .sliced import SlicedSupernet
 from .supernet import Supernet, recalibrate_bn
 
 CHECKPOINT = "search_checkpoint.pt"
@@ -65,10 +68,11 @@ def rl_lr(step: int, warmup_steps: int, steps: int, lr: float, growth: float) ->
     return lr * growth ** ((step - warmup_steps) / max(steps - 1 - warmup_steps, 1))
 
 
-def warmup_paths(space: SearchSpace, decision: dict, enable: float, gen: torch.Generator) -> tuple[dict, dict]:
+def warmup_paths(space: SearchSpace, decision: dict, enable: float, gen: torch.Generator,
+                 all_ops: bool = True) -> tuple[dict, dict]:
     """TuNAS's warm-up for one step: each width choice takes its widest option with probability ``enable``
-    (increase filters), and each block position runs all its ops at once with probability ``enable``
-    (increase ops). Returns (the widened decision, {(stage, index): [block spec per op]}) for
+    (increase filters), and (``all_ops``) each block position runs all its ops at once with probability
+    ``enable`` (increase ops). Returns (the widened decision, {(stage, index): [block spec per op]}) for
     ``Supernet.forward``; an op that does not fit a position (e.g. a group size) is left out there."""
     if enable <= 0:
         return decision, {}
@@ -81,6 +85,8 @@ def warmup_paths(space: SearchSpace, decision: dict, enable: float, gen: torch.G
             widened[path] = max(choice.options)
     if not space.is_valid(widened):  # a widest width that breaks a group size: keep the sampled widths
         widened = {**widened, **{p: v for p, v in decision.items() if p in widths}}
+    if not all_ops:
+        return widened, {}
     choices = dict(space.choices())
     ops = {p: choices[p].labels for p in space.block_paths() if float(torch.rand((), generator=gen)) < enable}
     if not ops:
@@ -154,7 +160,13 @@ class TunasSearch:
         self.task = task_space(cfg, self.space)
         self.latency = get_latency_model(self.s.target, cache_dir=self.s.cache_dir or DEFAULT_CACHE)
         self.weight_batches, self.held_batches = splits(cfg, self.task, self.s.rl_batch)
-        self.supernet = Supernet(self.task, self.s.separate)
+        self.objective = objective(cfg, self.task.sample_arch(np.random.default_rng(self.t.seed)))
+        if isinstance(self.task.template, Arch):
+            self.supernet = Supernet(self.task, self.s.separate)
+        elif self.s.separate:
+            raise SpecError(f"search.separate: the {self.s.space} supernet shares by slicing only; leave it empty")
+        else:  # sized from the seed: every process builds the same shared tensors
+            self.supernet = SlicedSupernet(self.task, seed=self.t.seed)
         self.controller = Controller(self.space)
         self.rl = Reinforce(self.controller, self.s.rl_lr)
         self.optimizer = make_optimizer(self.supernet, cfg)
@@ -217,11 +229,13 @@ class TunasSearch:
         self.supernet.train()
         decision, _ = self.controller.sample(gen)
         enable = 1.0 - step / self.warmup_steps if step < self.warmup_steps else 0.0
-        decision, parallel = warmup_paths(self.task, decision, enable, gen)
+        sliced = isinstance(self.supernet, SlicedSupernet)
+        decision, parallel = warmup_paths(self.task, decision, enable, gen, all_ops=not sliced)
         x, y = self.weight_batches(step * self.world + self.rank)
         for group in self.optimizer.param_groups:
             group["lr"] = self.t.lr * lr_factor(step, steps, max(1, int(WEIGHT_WARMUP * steps)))
-        loss = F.cross_entropy(self.supernet(x, decision, parallel), y, label_smoothing=self.t.label_smoothing)
+        out = self.supernet(x, decision) if sliced else self.supernet(x, decision, parallel)
+        loss = self.objective.loss(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.world > 1:
@@ -233,9 +247,9 @@ class TunasSearch:
 
     @torch.no_grad()
     def score(self, decision: dict, x: torch.Tensor, y: torch.Tensor, indices=()) -> Trial:
-        """Held-out top-1 (batch statistics, as TuNAS), predicted latency and reward of one decision."""
+        """Held-out quality (batch statistics, as TuNAS), predicted latency and reward of one decision."""
         self.supernet.train()
-        quality, latency = top1(self.supernet(x, decision), y), self.price(decision)
+        quality, latency = self.objective.quality(self.supernet(x, decision), y), self.price(decision)
         return Trial(decision, quality, latency, reward(quality, latency, self.s.latency_target, self.s.reward,
                                                         self.s.beta), tuple(indices))
 
@@ -370,14 +384,15 @@ def _result(job: TunasSearch) -> dict:
         """Its own BatchNorm statistics (from training batches), then eval mode: what a trained model of the
         decision would see, and fair between architectures that the controller sampled rarely or never."""
         model = recalibrate_bn(job.supernet.extract(d), calibration)
-        return float(np.mean([top1(model(x), y) for x, y in held]))
+        return float(np.mean([job.objective.quality(model(x), y) for x, y in held]))
 
     def scores(d) -> dict:
         return {"supernet_quality": estimate(d), "supernet_quality_recalibrated": recalibrated(d)}
 
     t0 = time.perf_counter()
     out = {**chosen_record(job.cfg, job.space, job.task, job.latency, decision, scores), **scores(decision),
-           "quality_label": "held-out top-1 (supernet, own BatchNorm statistics)",
+           "quality_label": f"{job.objective.label} (supernet, own BatchNorm statistics)",
+           "quality_measure": job.objective.label,
            "probabilities": job.controller.probabilities()}
     # seconds per phase of this search's steps (summed over resumes), and the closing estimates just made
     out["phase_seconds"] = {**job.phase_seconds, "result": time.perf_counter() - t0}
