@@ -62,3 +62,14 @@ def test_check_covers_detection_models(capsys, tmp_path):
 def test_unknown_target_is_one_line(capsys):
     code, _, err = run(capsys, "latency", "mobilenet_v2", "--target", "npu")
     assert code == 1 and err.startswith("edgenas: error: unknown latency target 'npu'") and err.count("\n") == 1
+
+
+def test_warm_simulates_a_space_once_into_the_cache(capsys, tmp_path):
+    args = ("latency", "warm", "--space", "small-28", "--samples", "2", "--cache-dir", str(tmp_path), "--json")
+    code, out, _ = run(capsys, *args)
+    first = json.loads(out)["spaces"][0]
+    assert code == 0 and first["space"] == "small-28" and first["shapes"] > 100
+    code, out, _ = run(capsys, *args)  # everything is in the cache (or the bundled table) now
+    assert code == 0 and json.loads(out)["spaces"][0]["simulated"] == 0
+    code, _, err = run(capsys, "latency", "warm", "--space", "nope")
+    assert code == 1 and "unknown search space 'nope'" in err
