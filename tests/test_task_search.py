@@ -57,5 +57,11 @@ def test_a_space_of_another_task_is_refused(tmp_path):
     cfg = _cfg("detection", tmp_path / "det", space="small-28")
     with pytest.raises(SpecError, match="small-28 is a classification space"):
         search(cfg, progress=False)
-    with pytest.raises(ValueError, match="search.strategy: random trains classification trials only"):
-        _cfg("segmentation", tmp_path / "seg", strategy="random")
+
+
+def test_random_search_of_a_dense_task_trains_trials_with_the_tasks_objective(tmp_path):
+    cfg = _cfg("segmentation", tmp_path, strategy="random", trials=2, trial_steps=2)
+    result = search(cfg, progress=False)
+    assert result["strategy"] == "random" and result["trials"] == 2
+    assert result["quality_measure"] == "held-out mIoU" and 0 <= result["quality"] <= 1
+    assert result["arch"]["kind"] == "network" and (tmp_path / "trace.jsonl").is_file()

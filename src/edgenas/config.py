@@ -203,9 +203,6 @@ class RunConfig(_Section):
         if dense and self.model is not None and self.model.stem_stride:
             raise ValueError("model.stem_stride: moves every feature level of a network; it is for "
                              "classification only")
-        if dense and self.search is not None and self.search.strategy != "tunas":
-            raise ValueError(f"search.strategy: {self.search.strategy} trains classification trials only; a "
-                             f"{task} search runs tunas")
         if d.scale_range[0] > d.scale_range[1]:
             raise ValueError(f"data.scale_range: want [low, high] with low <= high, got {list(d.scale_range)}")
         for name in ("crop_size", "eval_size"):

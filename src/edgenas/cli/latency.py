@@ -133,8 +133,11 @@ def cmd_warm(args) -> int:
                                                                          "classification")
         rng = np.random.default_rng(args.seed)
         specs = [get_arch(m) for m in list_models(task=task)] + [space.sample_arch(rng) for _ in range(args.samples)]
-        shapes, simulated = warm(cache, specs, lambda n, total: print(f"\r{name}: {n}/{total} shapes", end="",
-                                                                      file=sys.stderr, flush=True))
+        def progress(n: int, total: int) -> None:
+            cache.save()  # every 50 shapes: an interrupted warm-up keeps what it simulated
+            print(f"\r{name}: {n}/{total} shapes", end="", file=sys.stderr, flush=True)
+
+        shapes, simulated = warm(cache, specs, progress)
         cache.save()
         rows.append({"space": name, "points": args.samples, "shapes": shapes, "simulated": simulated,
                      "seconds": round(time.perf_counter() - t0, 1)})

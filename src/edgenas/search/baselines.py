@@ -1,6 +1,7 @@
 """Multi-trial baselines over the same space, reward and latency model as TuNAS: random search and regularized
 (aging) evolution (Real et al. 2019). Each trial trains its architecture from scratch for ``trial_steps``
-weight steps on the training split and scores top-1 on the held-out split; trials go through an executor
+weight steps on the training split and scores the task's quality (top-1, mIoU, or the detection loss figure of
+``search.objective``) on the held-out split; trials go through an executor
 (``map``-like; local and sequential by default, or ``ray_executor`` for a Ray cluster).
 """
 
@@ -22,38 +23,40 @@ from .controller import Trial, reward
 from .supernet import recalibrate_bn
 
 
-def train_briefly(arch, train_batches: Callable[[int], tuple], held: tuple[torch.Tensor, torch.Tensor], steps: int,
-                  lr: float, seed: int, *, zero_head: bool = True) -> float:
+def train_briefly(arch, train_batches: Callable[[int], tuple], held: tuple, steps: int, lr: float, seed: int, *,
+                  zero_head: bool = True, objective=None) -> float:
     """Top-1 on ``held`` of ``arch`` trained from scratch for ``steps`` SGD steps (cosine, no warm-up), its
-    initialisation and dropout drawn from ``seed`` (the caller's random stream is left alone).
+    initialisation and dropout drawn from ``seed`` (the caller's random stream is left alone). ``objective``
+    (``search.objective``): another task's loss and quality instead (a network or a detector for ``arch``).
 
     ``zero_head``: start the classifier at zero, as the supernet does. Google's dense initialisation gives
     initial logits whose scale grows with the head's width; over a few hundred steps that alone ranked
     architectures by head width (Kendall tau -0.57 between 300-step top-1 and head width on small-28, see
     docs/benchmarks.md), which full training does not."""
     with seeded(seed):
-        return _train_briefly(arch, train_batches, held, steps, lr, zero_head)
+        return _train_briefly(arch, train_batches, held, steps, lr, zero_head, objective)
 
 
-def _train_briefly(arch, train_batches, held, steps: int, lr: float, zero_head: bool = True) -> float:
+def _train_briefly(arch, train_batches, held, steps: int, lr: float, zero_head: bool = True, objective=None) -> float:
     from ..nn import build_model
 
     model = build_model(arch).train()
-    if zero_head:
+    if zero_head and objective is None:
         torch.nn.init.zeros_(model.head.classifier.weight)
         torch.nn.init.zeros_(model.head.classifier.bias)
+    loss_fn = objective.loss if objective else (lambda out, y: F.cross_entropy(out, y, label_smoothing=0.1))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps))
     for step in range(steps):
         x, y = train_batches(step)
-        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        loss = loss_fn(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
     recalibrate_bn(model, [train_batches(s)[0] for s in range(min(steps, 4))])
     with torch.no_grad():
-        return top1(model(held[0]), held[1])
+        return (objective.quality if objective else top1)(model(held[0]), held[1])
 
 
 def mutate(space: SearchSpace, decision: dict, rng: np.random.Generator, max_tries: int = 100) -> dict:
@@ -72,17 +75,21 @@ def mutate(space: SearchSpace, decision: dict, rng: np.random.Generator, max_tri
 
 def make_evaluator(cfg, space: SearchSpace, latency, steps: int,
                    task: SearchSpace | None = None) -> Callable[[dict], tuple[float, float]]:
-    """``decision -> (held-out top-1 after training briefly, predicted latency)`` on ``cfg``'s data, with the
+    """``decision -> (held-out quality after training briefly, predicted latency)`` on ``cfg``'s data, with the
     training/held-out split of the TuNAS loop (``search.heldout``). ``task``: the proxy task's space, which
-    is trained (default ``space``); latency is priced on ``space``, as TuNAS prices it."""
+    is trained (default ``space``); latency is priced on ``space``, as TuNAS prices it. Classification keeps
+    the cross-entropy with label smoothing 0.1 and top-1; other tasks train and score with their
+    ``search.objective``."""
+    from .objective import objective
     from .proxy import splits
 
     task = task or space
     batches, held_batches = splits(cfg, task, cfg.search.heldout)
     held = held_batches(0)  # the whole held-out split
+    aim = None if cfg.task == "classification" else objective(cfg, task.sample_arch(np.random.default_rng(0)))
 
     def evaluate(decision: dict) -> tuple[float, float]:
-        return (train_briefly(task.fix(decision), batches, held, steps, cfg.train.lr, cfg.train.seed),
+        return (train_briefly(task.fix(decision), batches, held, steps, cfg.train.lr, cfg.train.seed, objective=aim),
                 latency.predict(space.fix(decision)).total)
     return evaluate
 

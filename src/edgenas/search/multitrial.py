@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
+
 from ..config import RunConfig
 from ..io import open_folder, write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
@@ -29,6 +31,7 @@ from ..space import get_space
 from ..spec import SpecError
 from ..spec.datafile import parse_json
 from .baselines import best, make_evaluator, ray_executor, run_baseline
+from .objective import objective
 from .proxy import task_space
 from .record import chosen_record
 from .tunas import _check_resumable, _settings
@@ -119,9 +122,12 @@ def multitrial_search(cfg: RunConfig, *, resume: bool = True, progress: bool = T
                       "samples": [[round(t.latency, 5), round(t.quality, 4)]],
                       "likely_latency": round(top.latency, 5), "best_reward": round(top.reward, 5)})
     winner = best(trials)
+    measure = "held-out top-1" if cfg.task == "classification" else \
+        objective(cfg, task.sample_arch(np.random.default_rng(0))).label
     result = {**chosen_record(cfg, space, task, latency, winner.decision),  # zoo: latency only, untrained here
               "quality": winner.quality,
-              "quality_label": f"held-out top-1 after {s.trial_steps} steps of stand-alone training",
+              "quality_label": f"{measure} after {s.trial_steps} steps of stand-alone training",
+              "quality_measure": measure,
               "trials": len(trials)}
     write_atomic(out / "trace.jsonl", "".join(json.dumps(r) + "\n" for r in trace))
     write_atomic(out / "result.json", json.dumps(result, indent=1, default=str))
