@@ -1,18 +1,22 @@
 """``autoseg-512``: Autoseg-EdgeTPU's backbone and BiFPN head searched together (reference 4.3).
 
 Backbone: the 22 block positions of Autoseg-EdgeTPU-M, one block per stage (so each position has its own
-width), strides fixed where M downsamples. Per position the op (IBN, fused-IBN, GC-IBN, and skip at every
-position but a level's first), its kernel ({3, 5}; {1, 3, 5} for fused-IBN, whose kernel-1 form is Google's
-1x1 expansion block, at stride 1 only; in the stride-32 level fused and GC kernels stop at 3, where Google's
-models use 1x1 fused blocks and a full 5x5 conv on up to 480 channels would dominate the shared weights),
-expansion ({1, 3, 6} for IBN; {3, 6} for GC-IBN and for fused-IBN but at the first
-position, where expansion 1 with kernel 1 is Google's projection-only block), GC group size, and whether it
-keeps its residual where Google's models drop some. Widths per position: the widths XS, S and M use there; a
-skipped position keeps the width before it. Head: BiFPN cells {2, 3, 4}, width
-{64, 96, 128}, fusion (sum or EfficientDet's fast attention) and the finest backbone level that feeds it (C3
-or C4). Google published neither the search nor its choice sets; these are the sets its released models use,
-and XS, S and M are points (a model with fewer blocks in a level than M fills the level's last positions with
-skips).
+width), strides fixed where M downsamples. Per position:
+
+* the op: IBN, fused-IBN, GC-IBN, and skip at every position but a level's first;
+* its kernel: {3, 5}; {1, 3, 5} for fused-IBN, whose kernel-1 form is Google's 1x1 expansion block, at stride
+  1 only (SCALE-Sim maps a 1x1 stride-2 conv to the wrong output size). In the stride-32 level fused and GC
+  kernels stop at 3: Google's models use 1x1 fused blocks there, and a full 5x5 conv on up to 480 channels
+  would dominate the shared weights;
+* its expansion: {1, 3, 6} for IBN; {3, 6} for GC-IBN, and for fused-IBN except at the first position, where
+  expansion 1 with kernel 1 is Google's projection-only block;
+* the GC group size, and whether the block keeps its residual where Google's models drop some;
+* its width: the widths XS, S and M use there (a skipped position keeps the width before it).
+
+Head: BiFPN cells {2, 3, 4}, width {64, 96, 128}, fusion (sum or EfficientDet's fast attention) and the finest
+backbone level that feeds it (C3 or C4). Google published neither the search nor its choice sets; these are the
+sets its released models use, and XS, S and M are points (a model with fewer blocks in a level than M fills the
+level's last positions with skips).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import itertools
 import math
 from typing import Literal
 
-from ..models.segmentation import ADE20K_32, AUTOSEG_BACKBONES, autoseg_backbone, bifpn_nodes
+from ..models.segmentation import ADE20K_32, autoseg_backbone, bifpn_nodes
 from ..spec import GCIBN, IBN, Act, Arch, FusedIBN, Network, SegmentationHead, SepConvOp, Skip, SpecError
 from ..spec import Stage, feature_levels, parse_arch, parse_network
 from ..spec.blocks import Spec
@@ -47,10 +51,6 @@ class BiFPN(Spec):
         widths = {lv.reduction.bit_length() - 1: lv.channels for lv in feature_levels(backbone)}
         return bifpn_nodes(min_level=self.min_level, max_level=MAX_LEVEL, channels=self.channels, cells=self.cells,
                            fusion=self.fusion, in_channels=widths)
-
-
-def _rows(variant: str) -> list:
-    return AUTOSEG_BACKBONES[variant][1]
 
 
 def _segments(strides: list[int]) -> list[list[int]]:
