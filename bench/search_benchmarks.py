@@ -273,7 +273,7 @@ def phase_equal_compute(state, root):
                            "search_seconds_mean": float(np.mean([r["search_seconds"] for r in rows
                                                                  if r["method"] == method])),
                            "seeds": len(accs)}
-    return {"rows": rows, "summary": summary, "tunas_settings": list(EQUAL_TUNAS)}
+    return {"rows": rows, "summary": summary, "tunas_settings": list(EQUAL_TUNAS), "seeds": list(EQUAL_SEEDS)}
 
 
 def _test_split(cfg, arch):
@@ -319,7 +319,12 @@ def main() -> None:
     ap.add_argument("--phases", default=",".join(PHASES))
     ap.add_argument("--out", default="runs/bench_search")
     ap.add_argument("--json", default="bench/results/search_benchmarks.json")
+    ap.add_argument("--equal-seeds", help="equal_compute over these seeds only (comma-separated; default "
+                    "0,1,2): a record of the seeds finished so far, which the summary says")
     args = ap.parse_args()
+    if args.equal_seeds:
+        global EQUAL_SEEDS
+        EQUAL_SEEDS = tuple(int(v) for v in args.equal_seeds.split(","))
     root = Path(args.out)
     state = State(root / "state.json")
     results = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
