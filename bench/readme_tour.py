@@ -32,6 +32,7 @@ def spec_steps(runs: Path) -> dict[str, list[str]]:
         "arch_validate_bad": ["arch", "validate", str(runs / "s_bad.yaml")],  # written by break_group_size
         "space_show": ["space", "show", "edgetpu-v2-224", "--target", "edgetpu"],
         "space_show_small": ["space", "show", "small-28", "--target", "edgetpu"],
+        "space_show_seg": ["space", "show", "autoseg-512", "--samples", "64"],
         "latency_tiny": ["latency", "mobilenet_edgetpu_v2_tiny", "--target", "edgetpu"],
         "calibrate": ["latency", "calibrate", "--target", "edgetpu"],
         "models_v2": ["models", "mobilenet_edgetpu_v2_*"],
