@@ -29,7 +29,6 @@ import numpy as np
 
 from edgenas.config import load_config
 from edgenas.env import write_record
-from edgenas.io import write_atomic
 from edgenas.latency import get_latency_model
 from edgenas.models import get_arch
 from edgenas.search.baselines import best, make_evaluator, run_baseline, train_briefly
@@ -38,6 +37,7 @@ from edgenas.search.proxy import splits, task_space
 from edgenas.search.tunas import search
 from edgenas.space import get_space
 from edgenas.spec import count
+from search_benchmarks import State  # bench/ is on the path when a bench script runs
 
 CONFIGS = {"autoseg-512": "configs/search_seg.yaml", "spaghetti-320": "configs/search_det.yaml"}
 ZOO = {"autoseg-512": "autoseg_edgetpu_xs", "spaghetti-320": "spaghettinet_edgetpu_s"}
@@ -46,20 +46,6 @@ TARGETS = {"autoseg-512": (2.8, 3.224, 4.0), "spaghetti-320": (1.1, 1.295, 1.6)}
 SEEDS, TRIAL_STEPS, FINAL_EPOCHS = (0, 1), 40, 4
 SMOKE = ["search.steps=4", "search.heldout=8", "search.rl_batch=4", "search.input_size=64", "train.batch_size=4",
          "data.train_subset=24", "data.val_subset=8", "search.checkpoint_every=2"]
-
-
-class State:
-    def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.is_file() else {}
-
-    def get(self, key):
-        return self.data.get(key)
-
-    def put(self, key, value):
-        self.data[key] = value
-        write_atomic(self.path, json.dumps(self.data, indent=1, default=str))
-        return value
 
 
 class Bench:
