@@ -88,19 +88,14 @@ class Bench:
         """The decision's network trained from scratch on the proxy task for FINAL_EPOCHS, its validation
         quality (the task's metric, %), stored once."""
         if not self.state.get(key):
+            from edgenas.search.job import training_config
             from edgenas.train.loop import fit
 
             cfg = self.cfg(space, "unused", f"train.seed={seed}")
             spec = task_space(cfg, get_space(space)).fix(decision)
             out = self.root / key.replace("/", "-")
             out.mkdir(parents=True, exist_ok=True)
-            spec.save(out / "arch.yaml")
-            rcfg = load_config(base={"task": cfg.task, "data": cfg.data.model_dump(mode="json"),
-                                     "model": {"arch": str(out / "arch.yaml"), "input_size": spec.input_size,
-                                               "num_classes": spec.num_classes},
-                                     "train": {**cfg.train.model_dump(mode="json"),
-                                               "epochs": 1 if self.smoke else FINAL_EPOCHS},
-                                     "out": str(out / "train")})
+            rcfg = training_config(cfg, spec, out / "arch.yaml", 1 if self.smoke else FINAL_EPOCHS, out / "train")
             record = fit(rcfg, resume=True)
             latency = get_latency_model("edgetpu").predict(get_space(space).fix(decision)).total
             self.state.put(key, {"quality": record["val_quality"], "latency": latency})

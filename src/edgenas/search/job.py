@@ -47,6 +47,16 @@ def retrain(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
     return retrained
 
 
+def training_config(cfg: RunConfig, spec, arch_file: Path, epochs: int, out: Path) -> RunConfig:
+    """The run config that trains ``spec`` (a network or a detector, saved to ``arch_file``) from scratch on
+    the search's task and data with its ``train`` settings for ``epochs``, into ``out``."""
+    spec.save(arch_file)
+    return load_config(base={"task": cfg.task, "data": cfg.data.model_dump(mode="json"),
+                             "model": {"arch": str(arch_file), "input_size": spec.input_size,
+                                       "num_classes": spec.num_classes},
+                             "train": {**cfg.train.model_dump(mode="json"), "epochs": epochs}, "out": str(out)})
+
+
 def _retrain_dense(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
     """``retrain`` for a segmentation network or a detector: the task's own training, validation metric
     and export (for segmentation the serving graph with the exact argmax tail), checked against PyTorch."""
@@ -56,12 +66,7 @@ def _retrain_dense(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
 
     out, task = Path(cfg.out), get_task(cfg)
     spec = parse_spec(result["task_arch"])
-    spec.save(out / "task_arch.yaml")
-    rcfg = load_config(base={"task": cfg.task, "data": cfg.data.model_dump(mode="json"),
-                             "model": {"arch": str(out / "task_arch.yaml"), "input_size": spec.input_size,
-                                       "num_classes": spec.num_classes},
-                             "train": {**cfg.train.model_dump(mode="json"), "epochs": cfg.search.retrain_epochs},
-                             "out": str(out / "retrain")})
+    rcfg = training_config(cfg, spec, out / "task_arch.yaml", cfg.search.retrain_epochs, out / "retrain")
     t0 = time.time()
     record = fit(rcfg, resume=resume)
     retrained = {"epochs": cfg.search.retrain_epochs, "quality": record.get("val_quality"),
