@@ -37,8 +37,17 @@ class DivergedError(EdgenasError):
     """Training produced a non-finite loss or weights; nothing of the diverged epoch was saved."""
 
 
+def _status(text: str, done: bool = False) -> None:
+    """A progress line on stderr: rewritten in place on a terminal (and cleared to its end, so a shorter line
+    leaves nothing of a longer one), one line per report in a log file."""
+    if sys.stderr.isatty():
+        print("\r" + text + "\x1b[K", end="\n" if done else "", file=sys.stderr, flush=True)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def _diverged(where: str, what: str, cfg: RunConfig, mid_line: bool) -> DivergedError:
-    if mid_line:  # a progress line without its newline: the error gets a line of its own
+    if mid_line and sys.stderr.isatty():  # a progress line without its newline: the error gets a line of its own
         print(file=sys.stderr)
     t, last = cfg.train, Path(cfg.out) / CHECKPOINT
     kept = f"{last}, of the last good epoch, is kept" if last.is_file() else "no checkpoint was written"
@@ -242,8 +251,8 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
             loss_sum += loss.item() * len(y)
             if rank == 0 and ((i + 1) % t.log_every == 0 or i + 1 == len(loader)):
                 rate = seen / (time.perf_counter() - t0)
-                print(f"\repoch {epoch + 1}/{t.epochs} [{i + 1}/{len(loader)}] loss {loss.item():.4f} "
-                      f"lr {scheduler.get_last_lr()[0]:.5f} {rate:.0f} img/s", end="", file=sys.stderr, flush=True)
+                _status(f"epoch {epoch + 1}/{t.epochs} [{i + 1}/{len(loader)}] loss {loss.item():.4f} "
+                        f"lr {scheduler.get_last_lr()[0]:.5f} {rate:.0f} img/s")
                 log.write(json.dumps({"epoch": epoch, "step": epoch * len(loader) + i + 1, "loss": loss.item(),
                                       "lr": scheduler.get_last_lr()[0], "images_per_s": rate}) + "\n")
         train_time = time.perf_counter() - t0
@@ -260,9 +269,9 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
                                             ema=True))
         history.append(record)
         if rank == 0:
-            print(f"\repoch {epoch + 1}/{t.epochs}: val {task.quality_label} {record['val_quality']:.2f}% "
-                  + (f"(EMA {record['ema_val_quality']:.2f}%) " if ema is not None else "")
-                  + f"{record['train_images_per_s']:.0f} img/s, {record['epoch_seconds']:.0f} s", file=sys.stderr)
+            _status(f"epoch {epoch + 1}/{t.epochs}: val {task.quality_label} {record['val_quality']:.2f}% "
+                    + (f"(EMA {record['ema_val_quality']:.2f}%) " if ema is not None else "")
+                    + f"{record['train_images_per_s']:.0f} img/s, {record['epoch_seconds']:.0f} s", done=True)
             log.write(json.dumps(record) + "\n")
             log.flush()
             save_checkpoint({"arch": spec.to_json(), "config": cfg.to_yaml(), "epoch": epoch,
