@@ -70,6 +70,7 @@ class Bench:
                                  "target": ms, "target_error": r["target_error"], "unit": r["unit"],
                                  "seconds": sum(r["phase_seconds"].values()), "wall_seconds": time.time() - t0,
                                  "supernet_quality": r["supernet_quality"]})
+            (Path(cfg.out) / "search_checkpoint.pt").unlink(missing_ok=True)  # 1-2 GB of shared weights, done with
             print(f"{key}: {r['predicted_latency']:.4g} {r['unit']} ({r['target_error']:+.1%})", flush=True)
         return self.state.get(key)
 
