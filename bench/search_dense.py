@@ -1,6 +1,6 @@
 """The segmentation and detection search benchmarks of docs/benchmarks.md (issue 16), resumable unit by unit.
 
-    python bench/search_dense.py [--phases targets,equal,aware] [--spaces autoseg-512,spaghetti-320]
+    python bench/search_dense.py [--phases targets,equal,aware,jobs] [--spaces autoseg-512,spaghetti-320]
                                  [--out runs/bench_dense] [--smoke]
 
 targets  TuNAS with the job's settings (configs/search_seg.yaml, configs/search_det.yaml, no retraining) for
@@ -8,9 +8,12 @@ targets  TuNAS with the job's settings (configs/search_seg.yaml, configs/search_
          target; each search's wall time against one training of its result for the same steps (cost).
 equal    at the zoo point's own predicted latency (Autoseg-EdgeTPU-XS, SpaghettiNet-EdgeTPU-S): TuNAS's winner
          against that zoo model and the best of random search given the TuNAS search's wall time, each trained
-         from scratch with one budget on the same proxy task (``FINAL_EPOCHS``), 2 seeds, mean and spread.
+         from scratch with one budget on the same proxy task (``FINAL_EPOCHS``), 2 seeds, mean and spread of
+         the task's validation metric (mIoU, mAP), with the last epoch's training loss beside it.
 aware    the edgetpu-targeted winner against a MACs-targeted search at the same MACs: block types per level
          (Autoseg) or op types per node, head depth and where grouped convs land (SpaghettiNet).
+jobs     each space's job as a user runs it, `edgenas search --config configs/search_seg.yaml` (and _det),
+         search, retraining, evaluation, export and report included: its wall time against the 15 minutes.
 
 ``--smoke`` runs every phase with tiny settings into OUT-smoke, to check the script. Results:
 bench/results/search_dense.json (not written by --smoke). Do not run anything else on the machine meanwhile:
@@ -21,6 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -70,7 +76,6 @@ class Bench:
                                  "target": ms, "target_error": r["target_error"], "unit": r["unit"],
                                  "seconds": sum(r["phase_seconds"].values()), "wall_seconds": time.time() - t0,
                                  "supernet_quality": r["supernet_quality"]})
-            (Path(cfg.out) / "search_checkpoint.pt").unlink(missing_ok=True)  # 1-2 GB of shared weights, done with
             print(f"{key}: {r['predicted_latency']:.4g} {r['unit']} ({r['target_error']:+.1%})", flush=True)
         return self.state.get(key)
 
@@ -101,6 +106,11 @@ class Bench:
             latency = get_latency_model("edgetpu").predict(get_space(space).fix(decision)).total
             self.state.put(key, {"quality": record["val_quality"], "latency": latency})
             print(f"{key}: {record['val_quality']:.2f}% at {latency:.4g} ms", flush=True)
+        got = self.state.get(key)
+        if "train_loss" not in got:  # the last epoch's training loss, from the training's own log
+            log = self.root / key.replace("/", "-") / "train" / "metrics.jsonl"
+            epochs = [r for r in map(json.loads, log.read_text().splitlines()) if "train_loss" in r]
+            self.state.put(key, {**got, "train_loss": epochs[-1]["train_loss"]})
         return self.state.get(key)
 
 
@@ -143,6 +153,7 @@ def phase_equal(b: Bench, spaces) -> dict:
                 rows.append({"method": method, "seed": seed, **got})
         summary = {m: {"quality_mean": float(np.mean([r["quality"] for r in rows if r["method"] == m])),
                        "quality_spread": float(np.ptp([r["quality"] for r in rows if r["method"] == m])),
+                       "train_loss_mean": float(np.mean([r["train_loss"] for r in rows if r["method"] == m])),
                        "latency_mean": float(np.mean([r["latency"] for r in rows if r["method"] == m]))}
                    for m in ("tunas", "random", "zoo")}
         out[space] = {"target": ms, "zoo": ZOO[space], "rows": rows, "summary": summary}
@@ -183,7 +194,34 @@ def phase_aware(b: Bench, spaces) -> dict:
     return out
 
 
-PHASES = {"targets": phase_targets, "equal": phase_equal, "aware": phase_aware}
+def phase_jobs(b: Bench, spaces) -> dict:
+    """Each space's job as a user runs it (``edgenas search --config ...``: data, search, retraining,
+    evaluation, ONNX export, report), wall time from process start to exit, and the lines it prints."""
+    out = {}
+    for space in spaces:
+        key = f"job/{space}"
+        if not b.state.get(key):
+            folder = b.root / f"job-{space}"
+            shutil.rmtree(folder, ignore_errors=True)  # a job timed whole, never resumed
+            cmd = [sys.executable, "-m", "edgenas", "search", "--config", CONFIGS[space], "--out", str(folder)]
+            if b.smoke:
+                cmd += [x for o in [*SMOKE, "search.retrain_epochs=1"] for x in ("--set", o)]
+            t0 = time.time()
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            seconds = time.time() - t0
+            if done.returncode:
+                raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+            r = json.loads((folder / "result.json").read_text())
+            b.state.put(key, {"wall_seconds": seconds, "search_seconds": sum(r["phase_seconds"].values()),
+                              "retrain_seconds": r["retrained"]["seconds"], "predicted_latency": r["predicted_latency"],
+                              "target_error": r["target_error"], "retrained_quality": r["retrained"]["quality"],
+                              "quality_label": r["retrained"]["quality_label"], "stdout": done.stdout.splitlines()})
+            print(f"{key}: {seconds:.0f} s", flush=True)
+        out[space] = b.state.get(key)
+    return out
+
+
+PHASES = {"targets": phase_targets, "equal": phase_equal, "aware": phase_aware, "jobs": phase_jobs}
 
 
 def main() -> None:
