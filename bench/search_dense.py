@@ -237,7 +237,8 @@ def phase_jobs(b: Bench, spaces) -> dict:
     return out
 
 
-PHASES = {"targets": phase_targets, "longer": phase_longer, "equal": phase_equal, "aware": phase_aware, "jobs": phase_jobs}
+PHASES = {"targets": phase_targets, "longer": phase_longer, "equal": phase_equal, "aware": phase_aware,
+          "jobs": phase_jobs}
 
 
 def main() -> None:
