@@ -38,7 +38,7 @@ def cli_error(capsys, *argv: str) -> str:
     """Run ``edgenas argv``, which must fail with exactly one error line (progress lines aside); the line."""
     code = main(list(argv))
     err = capsys.readouterr().err
-    lines = [line for line in err.split("\n") if line and not line.startswith("\r")]
+    lines = [line for line in err.split("\n") if line and not line.startswith(("\r", "epoch "))]
     assert code == 1 and len(lines) == 1 and lines[0].startswith("edgenas: error: "), err
     return lines[0]
 
