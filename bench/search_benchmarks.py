@@ -263,7 +263,7 @@ def phase_equal_compute(state, root):
             final = final_training(state, f"equal_compute/final/{method}/{seed}", space.fix(decision), cfg,
                                    batches, latency, seed)
             rows.append({"method": method, "seed": seed, "search_seconds": search_seconds, "trials": trials,
-                         **final})
+                         **final, "target_error": final["latency"] / EQUAL_TARGET - 1})
     summary = {}
     for method in ("tunas", "random", "evolution"):
         accs = [r["top1"] for r in rows if r["method"] == method]
