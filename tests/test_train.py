@@ -1,6 +1,5 @@
 """Training: config validation, deterministic data, a run that learns, bitwise resume, two-process DDP."""
 
-import io
 import json
 import os
 import subprocess
@@ -17,7 +16,7 @@ from edgenas.data.fashion_mnist import DataError
 from edgenas.data.transforms import build_transform
 from edgenas.spec import SpecError
 from edgenas.train.checkpoint import load_checkpoint
-from edgenas.train.loop import _status, fit_classification, shard
+from edgenas.train.loop import fit_classification, shard
 
 SMALL = ["model.name=mobilenet_v3_small", "model.stem_stride=1", "data.train_subset=640", "data.val_subset=500",
          "train.epochs=2", "train.batch_size=64", "train.lr=0.1", "train.threads=1", "train.warmup_epochs=0.2",
@@ -78,20 +77,6 @@ def test_image_folder_names_a_corrupt_file_or_skips_it(tmp_path):
     assert x.shape == (3, 16, 16) and lenient.skipped == 1
     with pytest.raises(DataError, match="no class folders"):
         ImageFolder(tmp_path / "cat", tf)
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_lines_are_rewritten_on_a_terminal_and_whole_in_a_log(monkeypatch):
-    for stream, want in ((io.StringIO(), "epoch 1/4 [50/50] loss 1.2 img/s\nepoch 1/4: val 7.38%\n"),
-                         (_Terminal(), "\repoch 1/4 [50/50] loss 1.2 img/s\x1b[K\repoch 1/4: val 7.38%\x1b[K\n")):
-        monkeypatch.setattr(sys, "stderr", stream)
-        _status("epoch 1/4 [50/50] loss 1.2 img/s")
-        _status("epoch 1/4: val 7.38%", done=True)
-        assert stream.getvalue() == want
 
 
 def test_shards_cover_the_data_once_per_epoch():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import Progress
 from .commands import _arch_from
 from .output import emit_json, table
 
@@ -79,17 +80,14 @@ def cmd_check(args) -> int:
     fit_archs = [space.sample_arch(rng) for _ in range(args.fit_samples)] if space else []
     what = args.models or args.space
 
-    def progress(i, n, res):
-        if not args.json:
-            e = res.errors[-1]
-            print(f"\r[{i}/{n}] last: predicted {res.predicted[-1]:.3f} ms, measured {res.measured[-1]:.3f} ms "
-                  f"({e * 100:+.1f}%)", end="", file=sys.stderr, flush=True)
-
     model = _model(args, threads=args.threads)
-    result = check(model, archs, target=args.target, space=what, seed=args.seed, fit_archs=fit_archs,
-                   progress=progress)
-    if not args.json:
-        print(file=sys.stderr)
+    with Progress(len(archs), enabled=not args.json) as bar:
+        def progress(i, n, res):
+            bar.update(f"[{i}/{n}] last: predicted {res.predicted[-1]:.3f} ms, measured {res.measured[-1]:.3f} ms "
+                       f"({res.errors[-1] * 100:+.1f}%)", i)
+
+        result = check(model, archs, target=args.target, space=what, seed=args.seed, fit_archs=fit_archs,
+                       progress=progress)
     if args.out:
         from ..env import write_record
 
@@ -133,15 +131,15 @@ def cmd_warm(args) -> int:
                                                                          "classification")
         rng = np.random.default_rng(args.seed)
         specs = [get_arch(m) for m in list_models(task=task)] + [space.sample_arch(rng) for _ in range(args.samples)]
-        def progress(n: int, total: int) -> None:
-            cache.save()  # every 50 shapes: an interrupted warm-up keeps what it simulated
-            print(f"\r{name}: {n}/{total} shapes", end="", file=sys.stderr, flush=True)
+        with Progress() as bar:
+            def progress(n: int, total: int) -> None:
+                cache.save()  # every 50 shapes: an interrupted warm-up keeps what it simulated
+                bar.update(f"{name}: {n}/{total} shapes")
 
-        shapes, simulated = warm(cache, specs, progress)
+            shapes, simulated = warm(cache, specs, progress)
         cache.save()
         rows.append({"space": name, "points": args.samples, "shapes": shapes, "simulated": simulated,
                      "seconds": round(time.perf_counter() - t0, 1)})
-        print(file=sys.stderr)
     if args.json:
         emit_json({"table": str(cache.path), "spaces": rows})
         return 0
@@ -178,20 +176,19 @@ def cmd_lut_build(args) -> int:
     archs += [get_arch(name) for name in list_models(task="classification")] if args.zoo else []
     if args.target == "edgetpu":  # the simulator: every layer once into the cycle cache; nothing to fit
         model = _model(args)
-        for i, arch in enumerate(archs):
-            model.predict(arch)
-            if (i + 1) % max(1, len(archs) // 20) == 0 or i + 1 == len(archs):
-                print(f"\r[{i + 1}/{len(archs)}] {model.cache.simulated} layers simulated", end="",
-                      file=sys.stderr, flush=True)
-        print(f"\n{model.cache.path}: {len(archs)} architectures, {model.cache.simulated} layers simulated now "
+        with Progress(len(archs)) as bar:
+            for i, arch in enumerate(archs):
+                model.predict(arch)
+                bar.update(f"[{i + 1}/{len(archs)}] {model.cache.simulated} layers simulated", i + 1)
+        print(f"{model.cache.path}: {len(archs)} architectures, {model.cache.simulated} layers simulated now "
               "(the rest were cached)", file=sys.stderr)
         return 0
     model = _model(args, threads=args.threads)
-    for i, arch in enumerate(archs):
-        for layer in model.layers_of(arch):
-            model.entry(layer)
-        print(f"\r[{i + 1}/{len(archs)}] {len(model.lut.entries)} entries", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    with Progress(len(archs)) as bar:
+        for i, arch in enumerate(archs):
+            for layer in model.layers_of(arch):
+                model.entry(layer)
+            bar.update(f"[{i + 1}/{len(archs)}] {len(model.lut.entries)} entries", i + 1)
     overhead = model.fit_overhead([space.sample_arch(rng) for _ in range(args.fit_samples)])
     print(f"{model.lut_path}: {len(model.lut.entries)} entries ({model.measured} measured now); end-to-end = "
           f"{overhead.scale:.3f} x sum {overhead.a_ms:+.3f} ms {overhead.b_ms_per_layer * 1e3:+.1f} us/layer "
@@ -207,11 +204,9 @@ def cmd_lut_kit(args) -> int:
     rng = np.random.default_rng(args.seed)
     archs = [space.sample_arch(rng) for _ in range(args.samples)]
 
-    def progress(n):
-        print(f"\r{n} layers converted", end="", file=sys.stderr, flush=True)
-
-    manifest = write_kit(archs, args.out, archs[: args.fit_samples], space=args.space, progress=progress)
-    print(file=sys.stderr)
+    with Progress() as bar:
+        manifest = write_kit(archs, args.out, archs[: args.fit_samples], space=args.space,
+                             progress=lambda n: bar.update(f"{n} layers converted"))
     print(f"{args.out}: {len(manifest['layers'])} layer models, {len(manifest['models'])} whole models; next: "
           f"BENCHMARK_MODEL=... {Path(args.out) / 'run_on_device.sh'}, then edgenas lut import {args.out} "
           "--device NAME")

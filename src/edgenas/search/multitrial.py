@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -27,6 +26,7 @@ import numpy as np
 from ..config import RunConfig
 from ..io import open_folder, write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
+from ..progress import Progress
 from ..space import get_space
 from ..spec import SpecError
 from ..spec.datafile import parse_json
@@ -102,18 +102,14 @@ def multitrial_search(cfg: RunConfig, *, resume: bool = True, progress: bool = T
     evaluate = make_evaluator(cfg, space, latency, s.trial_steps, task=task)
     executor = ray_executor(s.ray_address) if s.executor == "ray" else map
     t0 = time.time()
-
-    def show() -> None:
-        if progress:
+    with Progress(s.trials, enabled=progress) as bar:
+        def show() -> None:
             n = len(log.done)
-            print(f"\r{s.strategy} search: {n}/{s.trials} trials, {time.time() - t0:.0f} s", end="", file=sys.stderr,
-                  flush=True)
+            bar.update(f"{s.strategy} search: {n}/{s.trials} trials, {time.time() - t0:.0f} s", n)
 
-    trials = run_baseline(s.strategy, space, evaluate, s.trials, s.latency_target, reward_kind=s.reward,
-                          beta=s.beta, seed=cfg.train.seed, population=s.population, sample_size=s.sample_size,
-                          executor=recording(log, executor, show))
-    if progress:
-        print(file=sys.stderr)
+        trials = run_baseline(s.strategy, space, evaluate, s.trials, s.latency_target, reward_kind=s.reward,
+                              beta=s.beta, seed=cfg.train.seed, population=s.population, sample_size=s.sample_size,
+                              executor=recording(log, executor, show))
     trace = []
     for i, t in enumerate(trials):
         top = best(trials[:i + 1])

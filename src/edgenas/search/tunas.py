@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import torch.distributed as dist
 from ..config import RunConfig
 from ..io import open_folder, write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
+from ..progress import Progress
 from ..space import SearchSpace, get_space
 from ..spec import Arch, SpecError, block_plan
 from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -318,21 +318,16 @@ class TunasSearch:
                                 "(search.keep_supernet false), and its result.json is gone; choose another --out")
             return json.loads(done.read_text())
         t0 = time.time()
-        while self.step < self.s.steps:
-            if stop_after is not None and self.step >= stop_after:
-                return {"stopped_at": self.step}
-            rec = self.run_step()
-            if self.progress and self.rank == 0:
-                self._show(rec, time.time() - t0)
-        if self.progress and self.rank == 0:
-            print(file=sys.stderr)
+        with Progress(self.s.steps, enabled=self.progress and self.rank == 0) as bar:
+            while self.step < self.s.steps:
+                if stop_after is not None and self.step >= stop_after:
+                    return {"stopped_at": self.step}
+                rec = self.run_step()
+                done = int(30 * self.step / self.s.steps)
+                bar.update(f"search [{'#' * done}{'.' * (30 - done)}] {self.step}/{self.s.steps} loss "
+                           f"{rec['loss']:.3f} entropy {rec['entropy']:.1f} likely {rec['likely_latency']:.4g} "
+                           f"(target {self.s.latency_target:g}) {time.time() - t0:.0f} s", self.step)
         return self.finish()
-
-    def _show(self, rec: dict, seconds: float) -> None:
-        done = int(30 * self.step / self.s.steps)
-        print(f"\rsearch [{'#' * done}{'.' * (30 - done)}] {self.step}/{self.s.steps} loss {rec['loss']:.3f} "
-              f"entropy {rec['entropy']:.1f} likely {rec['likely_latency']:.4g} (target "
-              f"{self.s.latency_target:g}) {seconds:.0f} s", end="", file=sys.stderr, flush=True)
 
     def finish(self) -> dict:
         """Write trace.jsonl, result.json and arch.yaml; shrink the checkpoint unless asked to keep it."""

@@ -24,6 +24,7 @@ from ..env import environment
 from ..errors import EdgenasError
 from ..io import open_folder, write_atomic
 from ..nn import build_model
+from ..progress import Progress
 from ..tasks import get_task
 from ..tasks.base import Loss, Meter
 from .checkpoint import TRAINED, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -37,18 +38,8 @@ class DivergedError(EdgenasError):
     """Training produced a non-finite loss or weights; nothing of the diverged epoch was saved."""
 
 
-def _status(text: str, done: bool = False) -> None:
-    """A progress line on stderr: rewritten in place on a terminal (and cleared to its end, so a shorter line
-    leaves nothing of a longer one), one line per report in a log file."""
-    if sys.stderr.isatty():
-        print("\r" + text + "\x1b[K", end="\n" if done else "", file=sys.stderr, flush=True)
-    else:
-        print(text, file=sys.stderr, flush=True)
-
-
-def _diverged(where: str, what: str, cfg: RunConfig, mid_line: bool) -> DivergedError:
-    if mid_line and sys.stderr.isatty():  # a progress line without its newline: the error gets a line of its own
-        print(file=sys.stderr)
+def _diverged(where: str, what: str, cfg: RunConfig, bar: Progress) -> DivergedError:
+    bar.close()  # a progress line without its newline: the error gets a line of its own
     t, last = cfg.train, Path(cfg.out) / CHECKPOINT
     kept = f"{last}, of the last good epoch, is kept" if last.is_file() else "no checkpoint was written"
     return DivergedError(
@@ -223,6 +214,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
         spec.save(out / "arch.yaml")
     log = _metrics_log(out / "metrics.jsonl", start) if rank == 0 else None
     last = stop_after if stop_after is not None else t.epochs
+    bar = Progress(enabled=rank == 0)
     for epoch in range(start, min(t.epochs, last)):
         train_set.set_epoch(epoch)
         indices = shard(len(train_set), epoch, t.seed, rank, world, shuffle=True)
@@ -237,8 +229,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
                 loss = loss_fn(net(x), y)
             if not loss.isfinite():
-                raise _diverged(f"epoch {epoch + 1}, step {i + 1}", f"the training loss is {loss.item()}", cfg,
-                                rank == 0 and i >= t.log_every)
+                raise _diverged(f"epoch {epoch + 1}, step {i + 1}", f"the training loss is {loss.item()}", cfg, bar)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if t.grad_clip:
@@ -251,15 +242,15 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
             loss_sum += loss.item() * len(y)
             if rank == 0 and ((i + 1) % t.log_every == 0 or i + 1 == len(loader)):
                 rate = seen / (time.perf_counter() - t0)
-                _status(f"epoch {epoch + 1}/{t.epochs} [{i + 1}/{len(loader)}] loss {loss.item():.4f} "
-                        f"lr {scheduler.get_last_lr()[0]:.5f} {rate:.0f} img/s")
+                bar.update(f"epoch {epoch + 1}/{t.epochs} [{i + 1}/{len(loader)}] loss {loss.item():.4f} "
+                           f"lr {scheduler.get_last_lr()[0]:.5f} {rate:.0f} img/s")
                 log.write(json.dumps({"epoch": epoch, "step": epoch * len(loader) + i + 1, "loss": loss.item(),
                                       "lr": scheduler.get_last_lr()[0], "images_per_s": rate}) + "\n")
         train_time = time.perf_counter() - t0
         summary = evaluate(model, val_set, task.meter(spec, val_set), val_loss, t.batch_size, rank, world,
                            t.channels_last, collate).summary()
         if not math.isfinite(summary["loss"]):  # the epoch's last update met no training loss that would show it
-            raise _diverged(f"epoch {epoch + 1}", f"the validation loss is {summary['loss']}", cfg, rank == 0)
+            raise _diverged(f"epoch {epoch + 1}", f"the validation loss is {summary['loss']}", cfg, bar)
         record = {"epoch": epoch, "train_loss": loss_sum / max(len(indices), 1), **task.epoch_record(summary),
                   "processes": world, "train_images_per_s": seen / train_time,
                   "epoch_seconds": time.perf_counter() - t0}
@@ -269,9 +260,9 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
                                             ema=True))
         history.append(record)
         if rank == 0:
-            _status(f"epoch {epoch + 1}/{t.epochs}: val {task.quality_label} {record['val_quality']:.2f}% "
-                    + (f"(EMA {record['ema_val_quality']:.2f}%) " if ema is not None else "")
-                    + f"{record['train_images_per_s']:.0f} img/s, {record['epoch_seconds']:.0f} s", done=True)
+            bar.close(f"epoch {epoch + 1}/{t.epochs}: val {task.quality_label} {record['val_quality']:.2f}% "
+                      + (f"(EMA {record['ema_val_quality']:.2f}%) " if ema is not None else "")
+                      + f"{record['train_images_per_s']:.0f} img/s, {record['epoch_seconds']:.0f} s")
             log.write(json.dumps(record) + "\n")
             log.flush()
             save_checkpoint({"arch": spec.to_json(), "config": cfg.to_yaml(), "epoch": epoch,
