@@ -1,9 +1,13 @@
 """One-shot fidelity: does the supernet rank architectures as training them alone does? (issue 15)
 
-20 architectures of ``small-28`` spread over its edgetpu latency range (300 sampled, sorted by predicted
-latency, every 15th quantile taken) are each trained stand-alone for ``ALONE_STEPS`` steps with two seeds; the
-two seeds' agreement (Kendall tau) says how far the stand-alone ranking itself can be trusted. Against their
-mean, each supernet variant's estimates are ranked: Kendall tau with its p-value and the top-5 overlap.
+Two sets (``--set``, ``SETS``). ``small-28``: 20 architectures of ``small-28`` spread over its edgetpu latency
+range (300 sampled, sorted by predicted latency, evenly spaced picks). ``v2-224``: 10 architectures of
+``edgetpu-v2-224`` spread over its edgetpu range at 224 px, trained and estimated under the proxy of
+``configs/quickstart.yaml`` (Fashion-MNIST at 32x32, batch 64, 12,000 images with 2,000 held out), against a
+supernet trained as the quickstart's search trains its weights (300 steps, TuNAS's warm-up). Each architecture
+is trained stand-alone for the set's ``alone_steps`` with two seeds; the two seeds' agreement (Kendall tau)
+says how far the stand-alone ranking itself can be trusted. Against their mean, each supernet variant's
+estimates are ranked: Kendall tau with its p-value and the top-k overlap (top 5 of 20, top 3 of 10).
 
 Stand-alone protocols (``PROTOCOLS``): ``zero_head`` starts the classifier at zero, as the supernet does and as
 ``train_briefly`` now does; ``google_init`` is Google's dense initialisation, the first protocol measured, whose
@@ -25,13 +29,14 @@ Estimators: ``batch_stats`` (TuNAS: BatchNorm with the held-out batch's statisti
 evaluated in eval mode) and ``finetune`` (the extracted model trained alone for ``FINETUNE_STEPS`` first).
 
 Resumable: each unit (a stand-alone training, a supernet) is stored in OUT/state-<worker>.json as it ends, and
-each supernet's weights in OUT/supernet-<name>.pt. One worker per core:
+each supernet's weights in OUT/supernet-<name>.pt (OUT: the set's folder under runs/). One worker per core:
 
     python bench/fidelity.py --worker alone0[:zero_head|google_init]     # seed 0's 20 trainings
     python bench/fidelity.py --worker alone1[:zero_head|google_init]
     python bench/fidelity.py --worker supernets:uniform,separate_e        # train, keep weights, estimate
     python bench/fidelity.py --worker finetune:uniform                    # the finetune estimator
     python bench/fidelity.py --report                                     # the record, from what has run
+    python bench/fidelity.py --set v2-224 --worker alone0                 # the same for the other set
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,22 +57,47 @@ from edgenas.eval.metrics import top1
 from edgenas.io import write_atomic
 from edgenas.latency import get_latency_model
 from edgenas.search.baselines import train_briefly
-from edgenas.search.proxy import splits
+from edgenas.search.proxy import splits, task_space
 from edgenas.search.supernet import Supernet, recalibrate_bn
 from edgenas.search.tunas import step_generator, warmup_paths
 from edgenas.space import get_space
 from edgenas.train.schedule import lr_factor
 
-SPACE, ARCHS, POOL, ALONE_STEPS, SEEDS = "small-28", 20, 300, 300, (0, 1)
-SETTINGS = ["data.train_subset=20000", "search.heldout=2000", "train.batch_size=48", "data.augment=none",
-            "train.lr=0.05", "train.grad_clip=5", "train.threads=1"]
-# name: (steps, TuNAS warm-up, fields with separate weights per option)
-SUPERNETS = {"uniform": (500, False, ()), "tunas_warmup": (500, True, ()), "uniform_long": (1000, False, ()),
-             "separate_e": (1000, False, ("expand_ratio",)),
-             "separate_ek": (1000, False, ("expand_ratio", "kernel_size"))}
+
+@dataclass(frozen=True)
+class FidelitySet:
+    space: str  # architectures are drawn and priced here; trained on its task space (a proxy where they differ)
+    archs: int
+    pool: int
+    alone_steps: int
+    settings: list
+    supernets: dict  # name: (steps, TuNAS warm-up, fields with separate weights per option)
+    held_batch: int
+    top_k: int
+    out: str
+    record: str
+
+
+SEEDS = (0, 1)
+SETS = {
+    "small-28": FidelitySet(
+        "small-28", 20, 300, 300,
+        ["data.train_subset=20000", "search.heldout=2000", "train.batch_size=48", "data.augment=none",
+         "train.lr=0.05", "train.grad_clip=5", "train.threads=1"],
+        {"uniform": (500, False, ()), "tunas_warmup": (500, True, ()), "uniform_long": (1000, False, ()),
+         "separate_e": (1000, False, ("expand_ratio",)),
+         "separate_ek": (1000, False, ("expand_ratio", "kernel_size"))},
+        192, 5, "runs/bench_fidelity", "bench/results/fidelity.json"),
+    # configs/quickstart.yaml's proxy and its search's 300 steps
+    "v2-224": FidelitySet(
+        "edgetpu-v2-224", 10, 200, 300,
+        ["data.train_subset=12000", "search.heldout=2000", "train.batch_size=64", "data.augment=none",
+         "train.lr=0.05", "train.grad_clip=5", "train.threads=1", "search.input_size=32"],
+        {"tunas_warmup": (300, True, ())},
+        200, 3, "runs/bench_fidelity_224", "bench/results/fidelity_224.json"),
+}
 # Stand-alone protocols: the classifier starting at zero (as the supernet's does) or at Google's dense init.
 PROTOCOLS = {"zero_head": True, "google_init": False}
-HELD_BATCH = 192
 FINETUNE_STEPS, FINETUNE_LR = 30, 0.01  # the "finetune" estimator: each path trained alone a little first
 
 
@@ -81,13 +112,13 @@ class State:
         return value
 
 
-def architectures(space) -> list[dict]:
-    """``ARCHS`` decisions spread evenly over the sampled edgetpu latency range (seeded)."""
-    edgetpu = get_latency_model("edgetpu")
+def architectures(fs: FidelitySet) -> list[dict]:
+    """``fs.archs`` decisions spread evenly over the sampled edgetpu latency range of ``fs.space`` (seeded)."""
+    edgetpu, space = get_latency_model("edgetpu"), get_space(fs.space)
     rng = np.random.default_rng(2026)
-    pool = [space.sample(rng) for _ in range(POOL)]
+    pool = [space.sample(rng) for _ in range(fs.pool)]
     priced = sorted(((edgetpu.predict(space.fix(d)).total, i) for i, d in enumerate(pool)))
-    picks = np.linspace(0, len(priced) - 1, ARCHS).round().astype(int)
+    picks = np.linspace(0, len(priced) - 1, fs.archs).round().astype(int)
     return [{"decision": pool[priced[p][1]], "edgetpu_ms": priced[p][0]} for p in picks]
 
 
@@ -140,10 +171,11 @@ def finetuned(net: Supernet, decision: dict, batches, held: list, cfg) -> float:
         return float(np.mean([top1(model(x), y) for x, y in held]))
 
 
-def setup():
-    cfg = load_config(overrides=SETTINGS, base={"search": {}})
-    space = get_space(SPACE)
-    batches, held_batches = splits(cfg, space, HELD_BATCH)
+def setup(fs: FidelitySet):
+    """The config, the task space (decisions of ``fs.space``, trained on the data) and its batches."""
+    cfg = load_config(overrides=fs.settings, base={"search": {}})
+    space = task_space(cfg, get_space(fs.space))
+    batches, held_batches = splits(cfg, space, fs.held_batch)
     _, whole = splits(cfg, space, cfg.search.heldout)
     return cfg, space, batches, held_batches, whole
 
@@ -152,16 +184,16 @@ def alone_key(protocol: str, seed: int, i: int) -> str:
     return f"alone/{seed}/{i}" if protocol == "google_init" else f"alone-{protocol}/{seed}/{i}"
 
 
-def run_worker(worker: str, out: Path) -> None:
+def run_worker(fs: FidelitySet, worker: str, out: Path) -> None:
     torch.set_num_threads(1)
-    cfg, space, batches, held_batches, whole = setup()
+    cfg, space, batches, held_batches, whole = setup(fs)
     kind, _, arg = worker.partition(":")
     if kind.startswith("alone"):
         seed, protocol = int(kind[len("alone"):]), arg or "zero_head"
         state = State(out / f"state-alone{seed}-{protocol}.json")
     else:
         state = State(out / f"state-{worker.replace(':', '-').replace(',', '-')}.json")
-    archs = state.data.get("archs") or state.put("archs", architectures(space))
+    archs = state.data.get("archs") or state.put("archs", architectures(fs))
     if kind.startswith("alone"):
         held = whole(0)
         for i, a in enumerate(archs):
@@ -169,19 +201,19 @@ def run_worker(worker: str, out: Path) -> None:
             if key in state.data:
                 continue
             t0 = time.time()
-            acc = train_briefly(space.fix(a["decision"]), batches, held, ALONE_STEPS, cfg.train.lr, seed,
+            acc = train_briefly(space.fix(a["decision"]), batches, held, fs.alone_steps, cfg.train.lr, seed,
                                 zero_head=PROTOCOLS[protocol])
             state.put(key, {"top1": acc, "seconds": time.time() - t0})
             print(f"{key}: {acc:.4f} ({time.time() - t0:.0f} s)", flush=True)
         return
-    held = [held_batches(i) for i in range(cfg.search.heldout // HELD_BATCH)]
-    names = arg.split(",") if arg else list(SUPERNETS)
+    held = [held_batches(i) for i in range(cfg.search.heldout // fs.held_batch)]
+    names = arg.split(",") if arg else list(fs.supernets)
     if kind == "finetune":  # on supernets already trained (their weights are kept in OUT)
         for name in names:
             key = f"finetune/{name}"
             if key in state.data:
                 continue
-            steps, warm, separate = SUPERNETS[name]
+            steps, warm, separate = fs.supernets[name]
             weights = out / f"supernet-{name}.pt"
             if weights.is_file():
                 net = Supernet(space, separate)
@@ -196,7 +228,7 @@ def run_worker(worker: str, out: Path) -> None:
         return
     calib = [batches(s)[0] for s in range(4)]
     for name in names:
-        steps, warm, separate = SUPERNETS[name]
+        steps, warm, separate = fs.supernets[name]
         if f"supernet/{name}" in state.data:
             continue
         t0 = time.time()
@@ -209,7 +241,7 @@ def run_worker(worker: str, out: Path) -> None:
         print(f"supernet {name}: {trained:.0f} s", flush=True)
 
 
-def report(out: Path, record: str) -> None:
+def report(fs: FidelitySet, out: Path, record: str) -> None:
     from scipy.stats import kendalltau
 
     states = {}
@@ -218,6 +250,7 @@ def report(out: Path, record: str) -> None:
     archs = states["archs"]
     latency = [a["edgetpu_ms"] for a in archs]  # does a ranking just follow size?
     head = [a["decision"]["head.conv_channels"] for a in archs]
+    k = fs.top_k
     truth = {}
     for protocol in PROTOCOLS:
         keys = [[alone_key(protocol, s, i) for i in range(len(archs))] for s in SEEDS]
@@ -233,7 +266,7 @@ def report(out: Path, record: str) -> None:
             "tau_with_latency": float(kendalltau(mean, latency).statistic),
             "tau_with_head_width": float(kendalltau(mean, head).statistic)}
     rows = []
-    for name, (steps, warm, separate) in SUPERNETS.items():
+    for name, (steps, warm, separate) in fs.supernets.items():
         sn = states.get(f"supernet/{name}")
         if sn is None:
             continue
@@ -249,13 +282,13 @@ def report(out: Path, record: str) -> None:
             if est == "finetune":
                 row["finetune_seconds"] = states[f"finetune/{name}"]["seconds"]
             for protocol, t in truth.items():
-                k = kendalltau(v, t["mean"])
-                top = set(np.argsort(-np.array(t["mean"]))[:5])
-                row[protocol] = {"kendall_tau": float(k.statistic), "p_value": float(k.pvalue),
-                                 "top5_overlap": len(top & set(np.argsort(-v)[:5]))}
+                tau = kendalltau(v, t["mean"])
+                top = set(np.argsort(-np.array(t["mean"]))[:k])
+                row[protocol] = {"kendall_tau": float(tau.statistic), "p_value": float(tau.pvalue),
+                                 f"top{k}_overlap": len(top & set(np.argsort(-v)[:k]))}
             rows.append(row)
-    rec = {"what": "one-shot fidelity on small-28: supernet estimates against stand-alone top-1 (2 seeds)",
-           "settings": SETTINGS, "alone_steps": ALONE_STEPS, "finetune_steps": FINETUNE_STEPS,
+    rec = {"what": f"one-shot fidelity on {fs.space}: supernet estimates against stand-alone top-1 (2 seeds)",
+           "settings": fs.settings, "alone_steps": fs.alone_steps, "finetune_steps": FINETUNE_STEPS,
            "finetune_lr": FINETUNE_LR, "archs": archs, "stand_alone": truth, "variants": rows}
     write_record(record, rec, threads=1)
     for protocol, t in truth.items():
@@ -263,10 +296,10 @@ def report(out: Path, record: str) -> None:
         print(f"stand-alone ({protocol}): top-1 {t['range'][0]:.4f}-{t['range'][1]:.4f}; seed 0 vs 1 tau "
               f"{a['kendall_tau']:.3f} (p {a['p_value']:.2g}); tau with latency {t['tau_with_latency']:.3f}, "
               f"with head width {t['tau_with_head_width']:.3f}")
-    print(f"{'supernet':<13} {'estimator':<13} " + " ".join(f"{p + ' tau':>16} {'p':>8} {'top5':>4}" for p in truth)
+    print(f"{'supernet':<13} {'estimator':<13} " + " ".join(f"{p + ' tau':>16} {'p':>8} {f'top{k}':>4}" for p in truth)
           + f" {'range':>13} {'tau/lat':>7} {'train s':>8}")
     for r in rows:
-        cells = " ".join(f"{r[p]['kendall_tau']:>16.3f} {r[p]['p_value']:>8.2g} {r[p]['top5_overlap']:>4}"
+        cells = " ".join(f"{r[p]['kendall_tau']:>16.3f} {r[p]['p_value']:>8.2g} {r[p][f'top{k}_overlap']:>4}"
                          for p in truth)
         print(f"{r['supernet']:<13} {r['estimator']:<13} {cells} {r['range'][0]:>6.3f}-{r['range'][1]:.3f} "
               f"{r['tau_with_latency']:>7.3f} {r['train_seconds']:>8.0f}")
@@ -277,15 +310,17 @@ def main() -> None:
     ap.add_argument("--worker", help="alone<seed>[:zero_head|google_init] | supernets[:name,...] | "
                                      "finetune[:name,...]")
     ap.add_argument("--report", action="store_true")
-    ap.add_argument("--out", default="runs/bench_fidelity")
-    ap.add_argument("--record", default="bench/results/fidelity.json")
+    ap.add_argument("--set", default="small-28", choices=list(SETS))
+    ap.add_argument("--out", help="default: the set's folder under runs/")
+    ap.add_argument("--record", help="default: the set's record under bench/results/")
     args = ap.parse_args()
-    out = Path(args.out)
+    fs = SETS[args.set]
+    out = Path(args.out or fs.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.worker:
-        run_worker(args.worker, out)
+        run_worker(fs, args.worker, out)
     if args.report:
-        report(out, args.record)
+        report(fs, out, args.record or fs.record)
 
 
 if __name__ == "__main__":
