@@ -2,7 +2,7 @@
 runs it, timed, and its figures (search time and convergence, predicted latency against the target,
 retraining, test top-1, ONNX parity, checkpoint size) recorded for README.md and docs/benchmarks.md.
 
-About 7-10 minutes on 2 cores. A figure is only a clean-run figure when the folder started empty: --clean
+About 13 minutes on 2 cores. A figure is only a clean-run figure when the folder started empty: --clean
 empties it first, and the record says whether the run resumed earlier work ("fresh").
 
     python bench/quickstart.py --clean [--out runs/bench_quickstart] [--json bench/results/quickstart.json]
