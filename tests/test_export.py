@@ -8,6 +8,8 @@ import torch
 from edgenas.cli import main
 from edgenas.config import load_config
 from edgenas.export import ExportError, export
+from edgenas.export.api import FP32, INT8, Tolerance, check_parity
+from edgenas.export.onnx import to_onnx
 from edgenas.models import get_arch
 from edgenas.nn import build_model
 from edgenas.train.loop import fit_classification
@@ -79,8 +81,9 @@ def test_gc_ibn_exports_native_or_split(gc_mode, tmp_path):
 
 def test_a_failed_check_writes_nothing(tmp_path):
     model = build_model(get_arch("mobilenet_v3_small").replace(input_size=32)).eval()
-    with pytest.raises(ExportError, match="differs from PyTorch by .* not written"):
-        export(model, "onnx", tmp_path / "x.onnx", torch.randn(2, 3, 32, 32), torch.zeros(2), atol=0.0, rtol=0.0)
+    with pytest.raises(ExportError, match="differs from PyTorch on .* not written"):
+        export(model, "onnx", tmp_path / "x.onnx", torch.randn(2, 3, 32, 32), torch.zeros(2),
+               tolerance=Tolerance(atol=0.0, rtol=0.0))
     assert not (tmp_path / "x.onnx").exists()
     with pytest.raises(ExportError, match="unknown export format 'coreml'"):
         export(model, "coreml", tmp_path / "x", torch.randn(1, 3, 32, 32), torch.zeros(1))
@@ -94,12 +97,79 @@ def test_a_failed_check_writes_nothing(tmp_path):
 def test_a_failed_parity_check_says_what_the_model_looks_like(logits, verdict, tmp_path):
     import numpy as np
 
-    from edgenas.export.api import _parity
-
     reference = np.array(logits, dtype=np.float32)
     with pytest.raises(ExportError, match=verdict) as err:
-        _parity(reference + 1.0, reference, torch.tensor([0, 1]), 1e-4, 1e-5, "ONNX Runtime", tmp_path / "m.onnx")
+        check_parity(reference + 1.0, reference, torch.tensor([0, 1]), FP32, "ONNX Runtime", tmp_path / "m.onnx")
     assert "not written" in str(err.value) and "on these 2 images" in str(err.value)
+
+
+def _large_logit_net() -> torch.nn.Module:
+    """A small convnet whose logits reach the thousands (as a classifier's do when its features are large),
+    with a padded conv, a layer a broken exporter could drop, and channels it could swap."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                              torch.nn.Conv2d(16, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(32, 32, 1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10))
+    with torch.no_grad():
+        net[1].running_var.uniform_(0.5, 2.0)
+        net[-1].weight.mul_(10000.0)
+        net[-1].bias.fill_(500.0)  # a common offset too: small differences between large logits
+    return net.eval()
+
+
+def test_an_honest_export_of_large_logits_passes(tmp_path):
+    net, images = _large_logit_net(), torch.randn(64, 3, 32, 32)
+    with torch.no_grad():
+        logits = net(images)
+    assert logits.abs().max() > 1000
+    report = export(net, "onnx", tmp_path / "big.onnx", images, logits.argmax(1))
+    assert report.top1_agreement == 100.0 and report.max_rel_diff < 1e-5 and (tmp_path / "big.onnx").is_file()
+
+
+def _pad_zero_to_reflect(net):
+    net[0].padding_mode = "reflect"  # what a wrong padding in an exporter computes
+
+
+def _drop_layer(net):
+    net[5] = torch.nn.Identity()  # the 1x1 conv left out
+
+
+def _swap_channels(net):
+    with torch.no_grad():
+        net[3].weight.copy_(net[3].weight[:, torch.arange(15, -1, -1)])  # the conv reads its inputs reversed
+
+
+@pytest.mark.parametrize("defect", [_pad_zero_to_reflect, _drop_layer, _swap_channels])
+def test_a_real_export_defect_still_fails_the_check(defect, tmp_path, monkeypatch):
+    """The exporter is swapped for one that writes a broken copy of the network: the check on the written
+    graph's logits must refuse it, logits in the thousands notwithstanding."""
+    import copy
+
+    import edgenas.export.api as api
+
+    net, images = _large_logit_net(), torch.randn(64, 3, 32, 32)
+    broken = copy.deepcopy(net)
+    defect(broken)
+    monkeypatch.setattr(api, "to_onnx", lambda module, inputs, dynamic_batch=False: to_onnx(broken, inputs,
+                                                                                           dynamic_batch))
+    with pytest.raises(ExportError, match="differs from PyTorch on .* images"):
+        export(net, "onnx", tmp_path / "bad.onnx", images, torch.zeros(64, dtype=torch.long))
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_top1_agreement_is_part_of_the_rule():
+    import numpy as np
+
+    reference = np.array([[2.0, 1.0]] * 100, dtype=np.float32)
+    flipped = reference.copy()
+    flipped[:2] = [[1.0, 2.0]]  # 2 of 100 images change class: a 98% agreement
+    loose = Tolerance(atol=10.0, rtol=0.0)  # values within tolerance, so only agreement can refuse
+    with pytest.raises(ExportError, match=r"top-1 agreement with PyTorch 98.00% < 99%"):
+        check_parity(flipped, reference, torch.zeros(100, dtype=torch.long), loose, "x", "m.onnx")
+    # int8: the same agreement, but an accuracy drop within 1 point passes (here it gains)
+    measured = check_parity(flipped, reference, torch.ones(100, dtype=torch.long), INT8, "x", "m.onnx")
+    assert measured["top1_agreement"] == 98.0 and measured["top1"] == 2.0 and measured["reference_top1"] == 0.0
 
 
 def test_quantization_quiets_onnxruntime_and_leaves_logging_as_it_was():
