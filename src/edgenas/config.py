@@ -132,6 +132,9 @@ class SearchConfig(_Section):
     space: str = "small-28"
     target: str = "macs"  # latency model by name (edgenas.latency.TARGETS), at the arch's deployment input
     latency_target: Annotated[float, Field(gt=0)] = 60.0  # in the latency model's unit (ms, or MMACs)
+    # TuNAS's answer is the controller's most likely arch; where it misses the target by more than this
+    # fraction, the most likely arch within target x (1 +- this) (search.decode)
+    target_tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
     reward: Literal["abs", "mnas", "mnas-hard"] = "abs"
     beta: float = -0.10  # TuNAS's abs default; MnasNet's exponent is -0.07
     steps: Annotated[int, Field(gt=0)] = 400  # weight steps; a controller step follows each after warm-up

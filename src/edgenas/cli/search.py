@@ -9,6 +9,7 @@ from .train import run_config
 
 def cmd_search(args) -> int:
     from ..search.job import run
+    from ..search.report import selection_text
 
     cfg = run_config(args, {"search": {}, "out": "runs/search"}, _flags(args))
     result = run(cfg, resume=args.resume)
@@ -17,7 +18,9 @@ def cmd_search(args) -> int:
         return 0
     s = cfg.search
     if s.strategy == "tunas":
-        chosen, own = "most likely architecture", result.get("supernet_quality_recalibrated")
+        settled = result.get("selection", {}).get("rule", "most likely") == "most likely"
+        chosen = "most likely architecture" if settled else "chosen architecture"
+        own = result.get("supernet_quality_recalibrated")
         measure = result.get("quality_measure", "held-out top-1")
         quality = f"supernet {measure} {result['supernet_quality']:.3f}"  # a result from before recalibration
         if own is not None:
@@ -28,6 +31,8 @@ def cmd_search(args) -> int:
         quality = f"{result['quality_label']} {result['quality']:.3f}"
     print(f"{cfg.out}: {s.space} for {s.target} {s.latency_target:g} {result['unit']}: {chosen} predicted at "
           f"{result['predicted_latency']:.4g} {result['unit']} ({result['target_error']:+.1%}), {quality}")
+    if result.get("selection", {}).get("rule", "most likely") != "most likely":
+        print(f"chosen by: {selection_text(result)}")
     if result.get("proxy"):
         print(result["proxy"])
     if "retrained" in result:
@@ -35,7 +40,7 @@ def cmd_search(args) -> int:
         if "top1" in r:
             print(f"retrained from scratch for {r['epochs']} epochs: {r['top1']:.2f}% test top-1 on "
                   f"{r['test_images']} images; {cfg.out}/model.onnx (max |diff| vs PyTorch "
-                  f"{r['onnx']['max_abs_diff']:.1e})")
+                  f"{r['onnx']['max_abs_diff']:.1e}, top-1 agreement {r['onnx']['top1_agreement']:.1f}%)")
         else:
             print(f"retrained from scratch for {r['epochs']} epochs: {r['quality']:.2f}% validation "
                   f"{r['quality_label']} on {r['test_images']} images; {r.get('export_line', '')}")

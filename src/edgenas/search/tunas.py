@@ -10,7 +10,8 @@ process, each scored on a held-out batch (quality from the task, ``objective``: 
 TuNAS, mIoU for segmentation, a loss-based figure for detection) and priced by the latency model at its
 deployment input size; the rewards of every process feed one REINFORCE step, so the
 controller stays identical everywhere. Its learning rate grows exponentially by ``rl_lr_growth`` over the
-search (TuNAS). The answer is the controller's most likely architecture.
+search (TuNAS). The answer is the controller's most likely architecture, or where that misses the target by more
+than ``search.target_tolerance``, the most likely one that meets it (``decode``).
 
 Quality can come from a proxy task (``proxy.task_space``), while latency is always priced on the space itself.
 Classification spaces train the per-op ``Supernet``; segmentation and detection spaces the ``SlicedSupernet``,
@@ -36,13 +37,14 @@ import torch.distributed as dist
 from ..config import RunConfig
 from ..io import open_folder, write_atomic
 from ..latency import DEFAULT_CACHE, get_latency_model
-from ..progress import Progress
+from ..progress import Progress, eta, note
 from ..space import SearchSpace, get_space
 from ..spec import Arch, SpecError, block_plan
 from ..train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..train.loop import distributed, make_optimizer
 from ..train.schedule import lr_factor
 from .controller import Controller, Reinforce, Trial, reward
+from .decode import decode
 from .objective import objective
 from .proxy import splits, task_space
 from .record import chosen_record
@@ -117,9 +119,9 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
 
 
 # Settings a resumed search may change: where things go and how fast it runs, not what it computes.
-RESUMABLE_CHANGES = {"out", "search.checkpoint_every", "search.retrain_epochs", "search.cache_dir",
-                     "search.keep_supernet", "search.executor", "search.ray_address", "train.threads", "train.epochs", "train.log_every", "data.data_dir",
-                     "data.workers"}
+RESUMABLE_CHANGES = {"out", "search.checkpoint_every", "search.target_tolerance", "search.retrain_epochs",
+                     "search.cache_dir", "search.keep_supernet", "search.executor", "search.ray_address",
+                     "train.threads", "train.epochs", "train.log_every", "data.data_dir", "data.workers"}
 
 
 def _settings(cfg: RunConfig) -> dict:
@@ -153,14 +155,20 @@ class TunasSearch:
         self.cfg, self.s, self.t, self.progress = cfg, cfg.search, cfg.train, progress
         self.rank, self.world = distributed()
         self.out = Path(cfg.out)
+        self.warmup_steps = int(self.s.warmup_fraction * self.s.steps)
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
         torch.manual_seed(self.t.seed)  # the process's stream, as the fit loop seeds it
+        say = self.say
         self.space = get_space(self.s.space)
         self.task = task_space(cfg, self.space)
+        say(f"search: {self.s.space} for {self.s.target} at {self.s.latency_target:g}, {self.s.steps} steps "
+            f"({self.warmup_steps} of warm-up), into {self.out}")
         self.latency = get_latency_model(self.s.target, cache_dir=self.s.cache_dir or DEFAULT_CACHE)
+        say(f"search: reading {cfg.data.dataset} ({self.s.heldout} training images held out for the controller)")
         self.weight_batches, self.held_batches = splits(cfg, self.task, self.s.rl_batch)
         self.objective = objective(cfg, self.task.sample_arch(np.random.default_rng(self.t.seed)))
+        say(f"search: building the supernet of {self.task.name}")
         if isinstance(self.task.template, Arch):
             self.supernet = Supernet(self.task, self.s.separate)
         elif self.s.separate:
@@ -170,10 +178,13 @@ class TunasSearch:
         self.controller = Controller(self.space)
         self.rl = Reinforce(self.controller, self.s.rl_lr)
         self.optimizer = make_optimizer(self.supernet, cfg)
-        self.warmup_steps = int(self.s.warmup_fraction * self.s.steps)
+        say(f"search: supernet of {sum(p.numel() for p in self.supernet.parameters()) / 1e6:.1f} M shared weights")
         self.step, self.trace, self.finished = 0, [], False
         self._prices: dict[str, float] = {}
         self.phase_seconds: dict[str, float] = {}  # wall time per part of a step, summed over the search
+
+    def say(self, text: str) -> None:
+        note(text, self.progress and self.rank == 0)
 
     # --- state -------------------------------------------------------------------------------------------
     @property
@@ -317,16 +328,21 @@ class TunasSearch:
                 raise SpecError(f"{self.checkpoint_path}: a finished search that kept no supernet "
                                 "(search.keep_supernet false), and its result.json is gone; choose another --out")
             return json.loads(done.read_text())
-        t0 = time.time()
+        t0, first = time.time(), self.step
+        if self.step:
+            self.say(f"search: resuming at step {self.step} of {self.s.steps}")
         with Progress(self.s.steps, enabled=self.progress and self.rank == 0) as bar:
             while self.step < self.s.steps:
                 if stop_after is not None and self.step >= stop_after:
                     return {"stopped_at": self.step}
                 rec = self.run_step()
-                done = int(30 * self.step / self.s.steps)
-                bar.update(f"search [{'#' * done}{'.' * (30 - done)}] {self.step}/{self.s.steps} loss "
+                done, seconds = int(30 * self.step / self.s.steps), time.time() - t0
+                phase = "warm-up" if self.step <= self.warmup_steps else "search"
+                bar.update(f"{phase} [{'#' * done}{'.' * (30 - done)}] {self.step}/{self.s.steps} loss "
                            f"{rec['loss']:.3f} entropy {rec['entropy']:.1f} likely {rec['likely_latency']:.4g} "
-                           f"(target {self.s.latency_target:g}) {time.time() - t0:.0f} s", self.step)
+                           f"(target {self.s.latency_target:g}) {seconds:.0f} s"
+                           f"{eta(self.step - first, self.s.steps - first, seconds)}", self.step)
+        self.say("search: choosing the architecture and scoring it and the zoo on held-out images")
         return self.finish()
 
     def finish(self) -> dict:
@@ -367,7 +383,8 @@ def _result(job: TunasSearch) -> dict:
     """The record result.json holds (``chosen_record``), with the supernet's held-out estimate for the chosen
     arch and for the zoo models that are points of the space, and the controller's last probabilities."""
     s = job.s
-    decision = job.controller.most_likely()
+    decoded = decode(job.controller, job.price, s.latency_target, s.target_tolerance)
+    decision = decoded.decision
     held = [job.held_batches(i) for i in range(max(1, min(4, s.heldout // s.rl_batch)))]
     calibration = [job.weight_batches(i)[0] for i in range(RECALIBRATION_BATCHES)]
 
@@ -386,8 +403,8 @@ def _result(job: TunasSearch) -> dict:
 
     t0 = time.perf_counter()
     out = {**chosen_record(job.cfg, job.space, job.task, job.latency, decision, scores), **scores(decision),
-           "quality_label": f"{job.objective.label} (supernet, own BatchNorm statistics)",
-           "quality_measure": job.objective.label,
+           "quality_label": f"{job.objective.label} (supernet, the batch's BatchNorm statistics)",
+           "quality_measure": job.objective.label, "selection": decoded.to_dict(),
            "probabilities": job.controller.probabilities()}
     # seconds per phase of this search's steps (summed over resumes), and the closing estimates just made
     out["phase_seconds"] = {**job.phase_seconds, "result": time.perf_counter() - t0}
