@@ -29,8 +29,30 @@ def test_a_log_keeps_about_twenty_reports_of_many_and_the_last(monkeypatch):
         for n in range(1, 504):
             bar.update(f"step {n}", n)
     lines = sys.stderr.getvalue().splitlines()
-    assert lines[0] == "step 25" and lines[-1] == "step 503" and len(lines) == LOG_LINES + 1
+    # the first unit (how fast it goes), every 25th, the last
+    assert lines[:2] == ["step 1", "step 25"] and lines[-1] == "step 503" and len(lines) == LOG_LINES + 2
     assert all(not line.startswith("\r") for line in lines)
+
+
+def test_a_slow_task_writes_a_log_line_every_half_minute(monkeypatch):
+    """Units of 20 s each: the every-25th rule alone would stay silent for 8 minutes."""
+    import edgenas.progress as progress
+
+    clock = iter(range(0, 10_000, 20))
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    with Progress(503) as bar:
+        for n in range(1, 8):
+            bar.update(f"step {n}", n)
+    # the fake clock moves 20 s a reading: after the first unit's line, a line once 30 s have passed
+    assert sys.stderr.getvalue().splitlines() == ["step 1", "step 3", "step 5", "step 7"]
+
+
+def test_eta_says_how_long_is_left():
+    from edgenas.progress import eta
+
+    assert eta(0, 10, 5.0) == "" and eta(10, 10, 5.0) == ""
+    assert eta(5, 10, 30.0) == ", about 30 s left" and eta(1, 100, 60.0) == ", about 99 min left"
 
 
 def test_a_failing_task_ends_its_terminal_line_so_the_error_has_its_own(monkeypatch):

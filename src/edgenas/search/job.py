@@ -12,16 +12,23 @@ import torch.distributed as dist
 
 from ..config import RunConfig, load_config
 from ..io import write_atomic
+from ..progress import note
 from ..spec import parse_arch, parse_spec
 from .report import write_report
 from .tunas import search
 
 
-def retrain(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
+def _rank0() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def retrain(cfg: RunConfig, result: dict, *, resume: bool, progress: bool = True) -> dict:
     """Train the searched architecture (as the task sees it) from scratch with ``cfg.train`` for
     ``search.retrain_epochs`` epochs into OUT/retrain, evaluate it, export it to OUT/model.onnx."""
+    note(f"retrain: the chosen architecture from scratch for {cfg.search.retrain_epochs} epochs on "
+         f"{cfg.data.dataset}, into {Path(cfg.out) / 'retrain'}", progress and _rank0())
     if cfg.task != "classification":
-        return _retrain_dense(cfg, result, resume=resume)
+        return _retrain_dense(cfg, result, resume=resume, progress=progress)
     from ..export import export
     from ..export.api import parity_data
     from ..train.loop import fit_classification
@@ -40,7 +47,8 @@ def retrain(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
     retrained = {"epochs": cfg.search.retrain_epochs, "top1": record.get("val_top1"),
                  "test_images": record.get("val_images"), "seconds": round(seconds, 1),
                  "checkpoint": str(out / "retrain" / "checkpoint.pt")}
-    if not dist.is_initialized() or dist.get_rank() == 0:
+    if _rank0():
+        note(f"export: {out / 'model.onnx'}, checked against PyTorch on 500 test images", progress)
         tcfg, tarch, model = load_trained(out / "retrain" / "checkpoint.pt")
         images, labels, _ = parity_data(tcfg, tarch, check=500, calibration=0)
         retrained["onnx"] = export(model, "onnx", out / "model.onnx", images, labels).to_dict()
@@ -57,7 +65,7 @@ def training_config(cfg: RunConfig, spec, arch_file: Path, epochs: int, out: Pat
                              "train": {**cfg.train.model_dump(mode="json"), "epochs": epochs}, "out": str(out)})
 
 
-def _retrain_dense(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
+def _retrain_dense(cfg: RunConfig, result: dict, *, resume: bool, progress: bool) -> dict:
     """``retrain`` for a segmentation network or a detector: the task's own training, validation metric
     and export (for segmentation the serving graph with the exact argmax tail), checked against PyTorch."""
     from ..tasks import get_task
@@ -72,7 +80,8 @@ def _retrain_dense(cfg: RunConfig, result: dict, *, resume: bool) -> dict:
     retrained = {"epochs": cfg.search.retrain_epochs, "quality": record.get("val_quality"),
                  "quality_label": task.quality_label, "test_images": record.get("val_images"),
                  "seconds": round(time.time() - t0, 1), "checkpoint": str(out / "retrain" / "checkpoint.pt")}
-    if not dist.is_initialized() or dist.get_rank() == 0:
+    if _rank0():
+        note(f"export: {out / 'model.onnx'}, checked against PyTorch on 8 validation images", progress)
         tcfg, tspec, model = load_trained(out / "retrain" / "checkpoint.pt")
         record, line = task.export(model.eval(), "onnx", out / "model.onnx", tcfg, tspec, check=8, calibration=0)
         retrained.update(export=record, export_line=line)
@@ -83,9 +92,10 @@ def run(cfg: RunConfig, *, resume: bool = False, progress: bool = True) -> dict:
     """Search, retrain/evaluate/export when asked, write result.json and report.html; returns the result."""
     result = search(cfg, resume=resume, progress=progress)
     if cfg.search.retrain_epochs:
-        result["retrained"] = retrain(cfg, result, resume=resume)
-    if not dist.is_initialized() or dist.get_rank() == 0:
+        result["retrained"] = retrain(cfg, result, resume=resume, progress=progress)
+    if _rank0():
         out = Path(cfg.out)
+        note(f"report: {out / 'report.html'}", progress)
         write_atomic(out / "result.json", json.dumps(result, indent=1, default=str))
         result["report"] = str(write_report(out))
     return result
