@@ -1,7 +1,7 @@
 """report.html: one static page per search, built from result.json and trace.jsonl alone.
 
 Inline SVG, no script, no network: what the controller tried (predicted latency against held-out quality),
-the zoo on the same axes, the chosen architecture block by block, and the controller's probabilities and
+the zoo on the latency axis, the chosen architecture block by block, and the controller's probabilities and
 entropy over time. ``edgenas report DIR`` rebuilds it from a result folder.
 """
 
@@ -66,38 +66,12 @@ def _svg(fig_id: str, body: str, width: int = W, height: int = H) -> str:
             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">{body}</svg>')
 
 
-CHAR_W, LINE_H = 6.2, 13  # text metrics of the figures' 11 px sans-serif, generous
-
-
-def place_labels(points: list[tuple[float, float]], labels: list[str]) -> list[tuple[float, float]]:
-    """Where to write each point's label (left edge, vertical centre): right of the point, moved up or down
-    by whole lines, nearest first, until its box overlaps no label placed before it and stays in the plot."""
-    placed: list[tuple[float, float, float, float]] = []
-    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(points)
-    for i in sorted(range(len(points)), key=lambda i: (points[i][1], points[i][0])):
-        (x, y), width = points[i], len(labels[i]) * CHAR_W
-        for k in range(40):
-            dy = (k + 1) // 2 * LINE_H * (1 if k % 2 else -1)
-            box = (x + 8, x + 8 + width, y + dy - LINE_H / 2, y + dy + LINE_H / 2)
-            inside = PAD / 2 <= box[2] and box[3] <= H - PAD
-            if inside and not any(b[0] < box[1] and box[0] < b[1] and b[2] < box[3] and box[2] < b[3]
-                                  for b in placed):
-                break
-        placed.append(box)
-        out[i] = (box[0], (box[2] + box[3]) / 2)
-    return out
-
-
 def quality(result: dict) -> float:
-    """The chosen architecture's quality: its trial's top-1 (multi-trial) or the supernet's estimate (TuNAS),
-    after its own BatchNorm recalibration where the result has it."""
+    """The chosen architecture's quality on the figure's axis: its trial's top-1 (multi-trial), or the supernet's
+    estimate with the batch's BatchNorm statistics (TuNAS): the estimator of every dot beside it."""
     if "quality" in result:
         return result["quality"]
-    return result.get("supernet_quality_recalibrated", result["supernet_quality"])
-
-
-def zoo_quality(entry: dict) -> float | None:
-    return entry.get("supernet_quality_recalibrated", entry.get("supernet_quality"))
+    return result["supernet_quality"]
 
 
 def _measure(result: dict) -> str:
@@ -106,17 +80,20 @@ def _measure(result: dict) -> str:
 
 
 def quality_label(result: dict) -> str:
-    return result.get("quality_label", "held-out top-1 (supernet)")
+    """The quality axis: a multi-trial search's own label; TuNAS's supernet estimate with batch statistics."""
+    if result.get("strategy", "tunas") != "tunas":
+        return result["quality_label"]
+    return f"{_measure(result)} (supernet, the batch's BatchNorm statistics)"
 
 
 def pareto_figure(result: dict, trace: list[dict]) -> str:
-    """Every controller sample (latency, quality on one held-out batch), darker later; the chosen
-    architecture; the zoo (points where the supernet could score them, else marks on the latency axis)."""
+    """Every controller sample or trial (latency, quality), darker later; the chosen architecture; the zoo
+    models at the same deployment size as marks on the latency axis only (``ZOO_NOTE``)."""
     unit = result["unit"]
     tried = [(lat, q, r["step"]) for r in trace for lat, q in r.get("samples", [])]
     zoo = result.get("zoo", [])
     xs = [t[0] for t in tried] + [result["predicted_latency"], result["target"]] + [z["latency"] for z in zoo]
-    ys = [t[1] for t in tried] + [quality(result)] + [zoo_quality(z) for z in zoo if zoo_quality(z) is not None]
+    ys = [t[1] for t in tried] + [quality(result)]
     ax = _Axes(xs, ys, f"predicted latency ({result['latency_model']}, {unit})", quality_label(result))
     last = max((t[2] for t in tried), default=1) or 1
     parts = [ax.frame()]
@@ -128,26 +105,36 @@ def pareto_figure(result: dict, trace: list[dict]) -> str:
         parts.append(f'<circle class="tried" cx="{ax.x(lat):.1f}" cy="{ax.y(q):.1f}" r="2.5" '
                      f'fill="rgb({shade},{shade},{min(255, shade + 40)})"><title>step {step}: {lat:.4g} {unit}, '
                      f'{q:.3f}</title></circle>')
-    scored = [z for z in zoo if zoo_quality(z) is not None]
-    points = [(ax.x(z["latency"]), ax.y(zoo_quality(z))) for z in scored]
-    for z, (zx, zy), (lx, ly) in zip(scored, points, place_labels(points, [z["name"] for z in scored])):
-        parts.append(f'<rect class="zoo" x="{zx - 4:.1f}" y="{zy - 4:.1f}" width="8" height="8" fill="#e0a020">'
-                     f'<title>{_esc(z["name"])}</title></rect>')
-        if abs(ly - zy) > 1:  # moved off its point: a leader line says whose label it is
-            parts.append(f'<line x1="{zx + 4:.1f}" y1="{zy:.1f}" x2="{lx - 1:.1f}" y2="{ly:.1f}" stroke="#e0a020"/>')
-        parts.append(f'<text class="zoo-label" x="{lx:.1f}" y="{ly + 4:.1f}">{_esc(z["name"])}</text>')
     for z in zoo:
         zx = ax.x(z["latency"])
-        if zoo_quality(z) is None:
-            parts.append(f'<line class="zoo" x1="{zx:.1f}" x2="{zx:.1f}" y1="{H - PAD}" y2="{H - PAD - 10}" '
-                         f'stroke="#e0a020" stroke-width="2"><title>{_esc(z["name"])}: {z["latency"]:.4g} {unit}'
-                         '</title></line>')
+        parts.append(f'<line class="zoo" x1="{zx:.1f}" x2="{zx:.1f}" y1="{H - PAD}" y2="{H - PAD - 10}" '
+                     f'stroke="#e0a020" stroke-width="2"><title>{_esc(z["name"])}: {z["latency"]:.4g} {unit}'
+                     '</title></line>')
     cx, cy = ax.x(result["predicted_latency"]), ax.y(quality(result))
     star = " ".join(f"{cx + r * math.sin(a * math.pi / 5):.1f},{cy - r * math.cos(a * math.pi / 5):.1f}"
                     for a, r in zip(range(10), [9, 4] * 5))
     parts.append(f'<polygon id="chosen" points="{star}" fill="#c33"><title>chosen: '
                  f'{result["predicted_latency"]:.4g} {unit}</title></polygon>')
     return _svg("fig-pareto", "".join(parts))
+
+
+ZOO_NOTE = ("Zoo models stand on the latency axis only. Their quality here could only be the supernet's "
+            "estimate, and for architectures the controller rarely or never sampled that estimate means little: "
+            "with their own BatchNorm statistics zoo points have scored far below the samples beside them, and "
+            "the supernet's ranking of architectures against training them alone is weak (docs/search.md). "
+            "Comparing their quality with the chosen architecture's needs each trained the same way.")
+
+
+def zoo_table(result: dict) -> str:
+    """The zoo at the same deployment size: predicted latency, and against the chosen architecture."""
+    zoo, unit = result.get("zoo", []), result["unit"]
+    if not zoo:
+        return ""
+    chosen = result["predicted_latency"]
+    rows = "".join(f'<tr class="zoo-row"><td>{_esc(z["name"])}</td><td>{z["latency"]:.4g} {_esc(unit)}</td>'
+                   f'<td>{z["latency"] / chosen:.2f}x</td></tr>' for z in sorted(zoo, key=lambda z: z["latency"]))
+    return (f'<table id="zoo"><tr><th>zoo model</th><th>predicted latency</th><th>against the chosen</th></tr>'
+            f"{rows}</table>")
 
 
 def _backbone_boxes(arch: dict) -> list[tuple]:
@@ -288,11 +275,13 @@ def render(result: dict, trace: list[dict]) -> str:
     rows = [("space", s["space"]), ("latency model", result["latency_model"]),
             ("target", f"{result['target']:g} {result['unit']}"),
             ("chosen architecture", f"{result['predicted_latency']:.4g} {result['unit']} "
-                                    f"({result['target_error']:+.1%} from the target)"),
-            (quality_label(result), f"{quality(result):.3f}")]
+                                    f"({result['target_error']:+.1%} from the target)")]
+    if result.get("selection"):
+        rows.append(("chosen by", selection_text(result)))
+    rows.append((quality_label(result), f"{quality(result):.3f}"))
     if "supernet_quality_recalibrated" in result:
-        rows.append((f"supernet {_measure(result)}, batch statistics (as the controller saw it)",
-                     f"{result['supernet_quality']:.3f}"))
+        rows.append((f"supernet {_measure(result)}, its own BatchNorm statistics",
+                     f"{result['supernet_quality_recalibrated']:.3f}"))
     strategy = result.get("strategy", "tunas")
     multi = strategy != "tunas"
     rows.insert(0, ("strategy", strategy))
@@ -302,7 +291,10 @@ def render(result: dict, trace: list[dict]) -> str:
         rows.append(("retrained from scratch", f"{retrained['top1']:.2f}% test top-1 after {retrained['epochs']} "
                                                f"epochs on {retrained['test_images']} test images"))
         if retrained.get("onnx"):
-            rows.append(("ONNX export", f"max |diff| vs PyTorch {retrained['onnx']['max_abs_diff']:.2e}"))
+            onnx = retrained["onnx"]
+            agreement = (f", top-1 agreement {onnx['top1_agreement']:.1f}%" if onnx.get("top1_agreement") is not None
+                         else "")
+            rows.append(("ONNX export", f"max |diff| vs PyTorch {onnx['max_abs_diff']:.2e}{agreement}"))
     elif retrained:
         rows.append(("retrained from scratch", f"{retrained['quality']:.2f}% validation {retrained['quality_label']} "
                                                f"after {retrained['epochs']} epochs on {retrained['test_images']} "
@@ -327,7 +319,7 @@ section{{margin:28px 0}} .proxy{{background:#fff6dd;padding:8px}} svg{{display:b
 <h1>edgenas search: {_esc(s['space'])} for {_esc(result['latency_model'])} at {result['target']:g} {_esc(result['unit'])}</h1>
 {proxy}<table id="summary">{table}</table>
 <section><h2>What was tried</h2><p>{_esc(TRIED[multi].replace("{measure}", _measure(result)))}</p>
-{pareto_figure(result, trace)}</section>
+{pareto_figure(result, trace)}<p>{_esc(ZOO_NOTE)}</p>{zoo_table(result)}</section>
 <section><h2>The chosen architecture</h2><p>Block by block (a network's head and a detector's graph node by
 node; hover for a node's inputs); height is the output channels.</p>
 {arch_figure(result['arch'])}</section>
@@ -340,15 +332,26 @@ node; hover for a node's inputs); height is the output channels.</p>
 TRIED = {
     False: "Each dot is an architecture the controller sampled (darker: later), at its predicted latency and its "
            "{measure} on one held-out batch with the shared weights and that batch's BatchNorm statistics, as the "
-           "controller scored it. Star: the chosen (most likely) architecture; squares: zoo models that are points "
-           "of the space; both scored on the held-out split with the shared weights and each architecture's own "
-           "BatchNorm statistics, recalibrated on training images (reports of older searches: batch statistics). "
-           "Marks on the latency axis: zoo models at the same deployment size that are not points of the space.",
+           "controller scored it. Star: the chosen architecture, scored the same way on the held-out split.",
     True: "Each dot is a trial (darker: later): an architecture trained from scratch for the trial's steps, at "
-          "its predicted latency and its top-1 on the held-out split. Star: the trial with the best reward. Marks "
-          "on the latency axis: zoo models at the same deployment size, untrained here, so drawn at their "
-          "latency only.",
+          "its predicted latency and its top-1 on the held-out split. Star: the trial with the best reward.",
 }
+
+
+def selection_text(result: dict) -> str:
+    """Which rule chose the architecture (``search.decode``), in words."""
+    sel, unit = result["selection"], result["unit"]
+    tol = result["config"]["search"].get("target_tolerance", 0.05)
+    if sel["rule"] == "most likely":
+        return "the controller's most likely architecture"
+    argmax = f"the controller's most likely architecture ({sel['most_likely_latency']:.4g} {unit}, " \
+             f"{sel['most_likely_latency'] / result['target'] - 1:+.1%})"
+    if sel["rule"] == "closest to the target band":
+        return (f"{argmax} missed the target by more than {tol:.0%} and no likely architecture within it was "
+                f"found: the closest one found, {sel['moves']} choices away")
+    return (f"{argmax} missed the target by more than {tol:.0%} (the controller had not settled): the most likely "
+            f"architecture within it that the decoding found, {sel['moves']} choices away, "
+            f"{sel['log_prob_gap']:.2f} nats less likely")
 
 
 def write_report(out: str | Path) -> Path:
