@@ -56,7 +56,7 @@ def quickstart_record(out: Path, wall_seconds: float, stderr: str, fresh: bool, 
         return record
     result = json.loads(result_path.read_text())
     keep = ("predicted_latency", "unit", "target", "target_error", "latency_model", "supernet_quality",
-            "proxy", "checkpoint_bytes", "decision", "config")
+            "selection", "proxy", "checkpoint_bytes", "decision", "config")
     record.update({k: result[k] for k in keep if k in result})
     trace = out / "trace.jsonl"
     if trace.is_file():
@@ -64,6 +64,31 @@ def quickstart_record(out: Path, wall_seconds: float, stderr: str, fresh: bool, 
     if "retrained" in result:
         record["retrained"] = {**result["retrained"], "epochs_log": epochs(out / "retrain" / "metrics.jsonl")}
     return record
+
+
+def empty_folder(out: Path) -> None:
+    """Remove a previous run's folder (only under runs/), so a figure is a clean run's."""
+    if out.exists():
+        if not out.resolve().is_relative_to(Path("runs").resolve()):
+            raise SystemExit(f"error: only folders under runs/ are emptied, not {out}")
+        shutil.rmtree(out)
+
+
+def run_job(out: Path, data_dir: str | None, overrides: list[str] = ()) -> dict:
+    """Run the main job into ``out`` as `make run` does (plus ``overrides`` as --set), showing its log as it
+    comes; returns ``quickstart_record``."""
+    fresh = not out.exists() or not any(out.iterdir())
+    cmd = [sys.executable, "-m", "edgenas", "search", "--config", CONFIG, "--out", str(out), "--resume"]
+    cmd += ["--data-dir", data_dir] if data_dir else []
+    cmd += [a for o in overrides for a in ("--set", o)]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    stderr = []
+    for chunk in iter(lambda: proc.stderr.read(64), ""):  # shown as it comes (the progress line), and kept
+        sys.stderr.write(chunk)
+        stderr.append(chunk)
+    proc.wait()
+    return quickstart_record(out, time.time() - t0, "".join(stderr), fresh, proc.returncode)
 
 
 def main() -> None:
@@ -74,28 +99,16 @@ def main() -> None:
     ap.add_argument("--clean", action="store_true", help="empty --out first (it must be under runs/)")
     args = ap.parse_args()
     out = Path(args.out)
-    if args.clean and out.exists():
-        if not out.resolve().is_relative_to(Path("runs").resolve()):
-            raise SystemExit(f"error: --clean only empties folders under runs/, not {out}")
-        shutil.rmtree(out)
-    fresh = not out.exists() or not any(out.iterdir())
-    cmd = [sys.executable, "-m", "edgenas", "search", "--config", CONFIG, "--out", str(out), "--resume"]
-    cmd += ["--data-dir", args.data_dir] if args.data_dir else []
-    t0 = time.time()
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    stderr = []
-    for chunk in iter(lambda: proc.stderr.read(64), ""):  # shown as it comes (the progress line), and kept
-        sys.stderr.write(chunk)
-        stderr.append(chunk)
-    proc.wait()
-    record = quickstart_record(out, time.time() - t0, "".join(stderr), fresh, proc.returncode)
+    if args.clean:
+        empty_folder(out)
+    record = run_job(out, args.data_dir)
     write_record(args.json, record, threads=2)
-    r = record.get("retrained", {})
-    print(f"{args.json}: rc {proc.returncode}, {record['wall_seconds']:.0f} s in all (search "
+    r, rc = record.get("retrained", {}), record["rc"]
+    print(f"{args.json}: rc {rc}, {record['wall_seconds']:.0f} s in all (search "
           f"{record['search_seconds']} s), predicted {record.get('predicted_latency')} "
-          f"{record.get('unit', '')}, test top-1 {r.get('top1')}%, fresh {fresh}")
-    if proc.returncode:
-        raise SystemExit(proc.returncode)
+          f"{record.get('unit', '')}, test top-1 {r.get('top1')}%, fresh {record['fresh']}")
+    if rc:
+        raise SystemExit(rc)
 
 
 if __name__ == "__main__":
