@@ -62,14 +62,14 @@ def _torch_logits(model: nn.Module, images: torch.Tensor) -> np.ndarray:
 class Tolerance:
     """The parity bar of a format (module docstring). ``rtol`` None: no per-logit bound (int8)."""
 
-    atol: float | None = 1e-4
+    atol: float = 1e-4
     rtol: float | None = 1e-5
     min_agreement: float = 99.0  # % of images with PyTorch's top-1 class
     max_drop: float | None = None  # accuracy points an export below ``min_agreement`` may still lose
 
 
 FP32 = Tolerance()
-INT8 = Tolerance(atol=None, rtol=None, max_drop=1.0)
+INT8 = Tolerance(rtol=None, max_drop=1.0)
 
 
 def check_parity(got: np.ndarray, reference: np.ndarray, labels: torch.Tensor, tolerance: Tolerance, what: str,

@@ -39,8 +39,9 @@ class ClassificationTask(BaseTask):
             raise ExportError("--tail: a classifier has no serving tail; it is for segmentation networks")
         images, labels, calib = parity_data(cfg, spec, check, calibration)
         report = export(model, fmt, out, images, labels, calib)
-        checks = (f"max |diff| vs PyTorch {report.max_abs_diff:.2e} ({report.max_rel_diff:.1e} of the largest "
-                  "logit)" if report.max_abs_diff is not None else
+        checks = (f"max |diff| vs PyTorch {report.max_abs_diff:.2e} (at most {report.max_rel_diff:.1e} of an "
+                  f"image's largest logit), top-1 agreement {report.top1_agreement:.2f}%"
+                  if report.max_abs_diff is not None else
                   f"top-1 {report.top1:.2f}% (fp32 {report.reference_top1:.2f}%), agreement "
                   f"{report.top1_agreement:.2f}%")
         return report.to_dict(), (f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): {checks} on "
