@@ -53,6 +53,13 @@ def test_the_main_job_runs_every_phase(main_job):
     onnx = result["retrained"]["onnx"]
     assert onnx["top1_agreement"] >= 99.0 and onnx["path"].endswith("model.onnx")
     assert "report.html" in done.stdout and "test top-1" in done.stdout
+    # the report: the zoo (every MobileNetEdgeTPUV2, points of the space) on the latency axis and in a table, never
+    # on the quality axis beside the controller's samples; the star at the samples' own estimator
+    page = (out / "report.html").read_text()
+    zoo = {z["name"] for z in result["zoo"]}
+    assert {f"mobilenet_edgetpu_v2_{s}" for s in ("tiny", "xs", "s", "m", "l")} <= zoo
+    assert page.count('class="zoo"') == page.count('class="zoo-row"') == len(zoo) and 'class="zoo-label"' not in page
+    assert "Zoo models stand on the latency axis only" in page and f"{result['supernet_quality']:.3f}" in page
 
 
 def test_the_main_job_says_what_it_does_from_the_start(main_job):

@@ -89,10 +89,9 @@ def test_report_opens_in_a_browser_with_its_figures(search_dir):
     # stands on the latency axis only, listed with its latencies, and the page says why
     assert f"{result['supernet_quality']:.3f}" in dom.stdout
     assert f"{result['supernet_quality_recalibrated']:.3f}" in dom.stdout and "own BatchNorm statistics" in dom.stdout
-    zoo = result["zoo"]
-    assert zoo and dom.stdout.count('class="zoo"') == dom.stdout.count('class="zoo-row"') == len(zoo)
-    assert "Zoo models stand on the latency axis only" in dom.stdout and 'class="zoo-label"' not in dom.stdout
-    assert "chosen by" in dom.stdout
+    # (small-28's zoo at 28 px is empty; test_main_job checks a report with the MobileNetEdgeTPUV2 zoo)
+    assert dom.stdout.count('class="zoo"') == dom.stdout.count('class="zoo-row"') == len(result["zoo"])
+    assert "Zoo models stand on the latency axis only" in dom.stdout and "chosen by" in dom.stdout
 
     shot = out / "shot.png"
     done = _chromium("--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri(), cwd=out)

@@ -521,8 +521,8 @@ def test_strategy_and_ray_flags_are_config_overrides(argv, expected):
 
 def test_zoo_points_are_scored_with_their_own_batchnorm_statistics(tmp_path):
     """On edgetpu-v2-224 (a proxy at 32 px) the MobileNetEdgeTPUV2 models are points of the space: each is
-    scored twice, with the held-out batch's statistics and with its own recalibrated ones, which the report
-    draws."""
+    scored twice, with the held-out batch's statistics and with its own recalibrated ones, kept in result.json
+    (the report leaves them off its quality axis: test_report)."""
     from edgenas.config import load_config
     from edgenas.search import search
 

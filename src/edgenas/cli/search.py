@@ -9,6 +9,7 @@ from .train import run_config
 
 def cmd_search(args) -> int:
     from ..search.job import run
+    from ..search.decode import MOST_LIKELY
     from ..search.report import selection_text
 
     cfg = run_config(args, {"search": {}, "out": "runs/search"}, _flags(args))
@@ -18,7 +19,7 @@ def cmd_search(args) -> int:
         return 0
     s = cfg.search
     if s.strategy == "tunas":
-        settled = result.get("selection", {}).get("rule", "most likely") == "most likely"
+        settled = result.get("selection", {}).get("rule", MOST_LIKELY) == MOST_LIKELY
         chosen = "most likely architecture" if settled else "chosen architecture"
         own = result.get("supernet_quality_recalibrated")
         measure = result.get("quality_measure", "held-out top-1")
@@ -31,7 +32,7 @@ def cmd_search(args) -> int:
         quality = f"{result['quality_label']} {result['quality']:.3f}"
     print(f"{cfg.out}: {s.space} for {s.target} {s.latency_target:g} {result['unit']}: {chosen} predicted at "
           f"{result['predicted_latency']:.4g} {result['unit']} ({result['target_error']:+.1%}), {quality}")
-    if result.get("selection", {}).get("rule", "most likely") != "most likely":
+    if result.get("selection", {}).get("rule", MOST_LIKELY) != MOST_LIKELY:
         print(f"chosen by: {selection_text(result)}")
     if result.get("proxy"):
         print(result["proxy"])

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..io import write_atomic
 from ..spec import SpecError
 from ..spec.datafile import parse_json, read_data
+from .decode import CLOSEST, MOST_LIKELY
 
 OP_COLORS = {"ibn": "#3b6fb6", "fused_ibn": "#e07b39", "gc_ibn": "#3a9a5b", "skip": "#b9b9b9",
              "grouped_ibn": "#8d5fb8", "conv": "#555555", "sep_conv": "#999933", "fused_grouped": "#2f8f7f",
@@ -342,11 +343,11 @@ def selection_text(result: dict) -> str:
     """Which rule chose the architecture (``search.decode``), in words."""
     sel, unit = result["selection"], result["unit"]
     tol = result["config"]["search"].get("target_tolerance", 0.05)
-    if sel["rule"] == "most likely":
+    if sel["rule"] == MOST_LIKELY:
         return "the controller's most likely architecture"
     argmax = f"the controller's most likely architecture ({sel['most_likely_latency']:.4g} {unit}, " \
              f"{sel['most_likely_latency'] / result['target'] - 1:+.1%})"
-    if sel["rule"] == "closest to the target band":
+    if sel["rule"] == CLOSEST:
         return (f"{argmax} missed the target by more than {tol:.0%} and no likely architecture within it was "
                 f"found: the closest one found, {sel['moves']} choices away")
     return (f"{argmax} missed the target by more than {tol:.0%} (the controller had not settled): the most likely "
