@@ -4,7 +4,7 @@ main job retrains it (configs/quickstart.yaml's data and train sections, 3 epoch
 in eval- and train-mode BatchNorm, and how activations grow from the stem to the head on the worst image.
 
     google:      uniform +-1/sqrt(out_features) (Google's VarianceScaling(1/3, fan_out), sized for 1000 classes)
-    torchvision: normal(0, 0.01), what edgenas.nn.init_weights now uses
+    torchvision: normal(0, 0.01), what edgenas.nn.init_weights now gives a classifier's final layer
 
 The architecture is the winner recorded in bench/results/quickstart.json (`decision`), so the comparison does not
 move with the search. About 10 minutes on 2 cores; each variant resumes from its own folder.

@@ -35,10 +35,12 @@ def sets(overrides: list[str]) -> list[str]:
 
 
 def cli_error(capsys, *argv: str) -> str:
-    """Run ``edgenas argv``, which must fail with exactly one error line (progress lines aside); the line."""
+    """Run ``edgenas argv``, which must fail with exactly one error line (progress lines and the phase notes
+    of a job aside); the line."""
     code = main(list(argv))
     err = capsys.readouterr().err
-    lines = [line for line in err.split("\n") if line and not line.startswith(("\r", "epoch "))]
+    progress = ("\r", "epoch ", "warm-up [", "search [", "search: ", "retrain: ", "export: ", "report: ")
+    lines = [line for line in err.split("\n") if line and not line.startswith(progress)]
     assert code == 1 and len(lines) == 1 and lines[0].startswith("edgenas: error: "), err
     return lines[0]
 

@@ -96,7 +96,7 @@ def check_parity(got: np.ndarray, reference: np.ndarray, labels: torch.Tensor, t
         bound = tolerance.atol + tolerance.rtol * scale
         bad = worst > bound
         if bad.any():
-            i = int(np.argmax(worst / bound))
+            i = int(np.argmax(worst - bound))  # the worst excess (a bound can be 0)
             raise ExportError(
                 f"{out}: {what} differs from PyTorch on {int(bad.sum())} of {len(got)} images, worst image {i} by "
                 f"{worst[i]:.2e} where its tolerance is {bound[i]:.2e} ({tolerance.atol:g} + {tolerance.rtol:g} x its "

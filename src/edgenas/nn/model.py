@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -102,14 +103,18 @@ class ClassificationModel(nn.Module):
 
 
 def init_weights(model: nn.Module) -> None:
-    """Convs as Google's (VarianceScaling(2, fan_out, normal)), BN gamma 1 / beta 0, biases 0; dense layers
-    normal(0, 0.01), as torchvision's MobileNetV2/V3.
+    """Google's initializers (convs VarianceScaling(2, fan_out, normal), dense VarianceScaling(1/3, fan_out,
+    uniform), BN gamma 1 / beta 0, biases 0), except a classifier head's final layer: normal(0, 0.01), as
+    torchvision's MobileNetV2/V3.
 
-    Not Google's dense VarianceScaling(1/3, fan_out, uniform): its bound 1/sqrt(classes) is sized for 1000
-    classes, and for 10 (Fashion-MNIST, the quickstart) it starts the classifier 10x larger (+-0.32). The
-    quickstart's winner trained that way reached logits of 164 on a few test images, their activations ~100x
-    the median image's at the head, and 84.56% test top-1; with normal(0, 0.01) its largest logit is 5.2 and
-    top-1 87.08% (bench/init_logits.py, docs/training.md)."""
+    Google's dense rule bounds a layer at 1/sqrt(fan_out); for a classifier fan_out is the class count, so the rule
+    is sized for 1000 classes, and for 10 (Fashion-MNIST, the quickstart) it starts the classifier 10x larger
+    (+-0.32). The quickstart's winner trained that way reached logits of 164 on a few test images, their
+    activations ~100x the median image's at the head, and 84.56% test top-1; with normal(0, 0.01) its largest
+    logit is 5.2 and top-1 87.08% (bench/init_logits.py, docs/training.md). A hidden dense layer (MobileNetV3's
+    1024-wide one) keeps Google's rule: its fan_out is what the rule is sized for, and at 0.01 it starts so small
+    that a short training barely moves it."""
+    classifiers = {id(m.classifier) for m in model.modules() if isinstance(m, ClassifierHead)}
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -119,7 +124,11 @@ def init_weights(model: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
+            if id(m) in classifiers:
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            else:
+                bound = 1.0 / math.sqrt(m.out_features)  # sqrt(3 * (1/3) / fan_out)
+                nn.init.uniform_(m.weight, -bound, bound)
             nn.init.zeros_(m.bias)
 
 
