@@ -30,7 +30,7 @@ def _controller(seed: int, scale: float = 1.5) -> Controller:
 
 
 def _log_prob(c: Controller, d: dict) -> float:
-    return float(c.log_prob(d, c.indices(d)))
+    return float(c.log_prob(d, c.indices(d)).detach())
 
 
 def test_a_controller_on_target_answers_with_its_argmax():
