@@ -29,14 +29,17 @@ def make_run_argv(data_dir: Path, out: Path) -> list[str]:
     return argv
 
 
+def run_tiny(data_dir: Path, out: Path) -> subprocess.CompletedProcess:
+    argv = make_run_argv(data_dir, out) + [a for s in TINY for a in ("--set", s)]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
 @pytest.fixture(scope="module")
 def main_job(tmp_path_factory):
     root = tmp_path_factory.mktemp("main_job")
     (root / "data").mkdir()
     write_fashion_mnist(root / "data", n=400)
-    argv = make_run_argv(root / "data", root / "quickstart") + [a for s in TINY for a in ("--set", s)]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    return root / "quickstart", done
+    return root / "quickstart", run_tiny(root / "data", root / "quickstart")
 
 
 def test_the_main_job_runs_every_phase(main_job):
@@ -78,8 +81,7 @@ def test_the_main_job_resumes_to_the_same_answer(main_job):
     """`make run` again reuses what is there: no step runs twice, the result is the same."""
     out, done = main_job
     before = json.loads((out / "result.json").read_text())
-    again = subprocess.run(make_run_argv(out.parent / "data", out) + [a for s in TINY for a in ("--set", s)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = run_tiny(out.parent / "data", out)
     assert again.returncode == 0, again.stderr[-3000:]
     after = json.loads((out / "result.json").read_text())
     assert after["decision"] == before["decision"] and after["retrained"]["top1"] == before["retrained"]["top1"]

@@ -47,10 +47,10 @@ def decode(controller: Controller, price: Callable[[dict], float], target: float
            max_moves: int = 64) -> Decoded:
     """The controller's answer for a latency ``target`` (``price``: a decision's predicted latency)."""
     space, paths = controller.space, controller.paths
-    logp = {p: torch.log_softmax(lg.detach(), 0).tolist() for p, lg in zip(paths, controller.logits)}
 
     def log_prob(d: dict) -> float:
-        return sum(logp[p][controller.choices[p].index(d[p], p)] for p in space.active_paths(d, paths))
+        with torch.no_grad():
+            return float(controller.log_prob(d, controller.indices(d)))
 
     best = controller.most_likely()
     start_latency = price(best)

@@ -34,7 +34,7 @@ from .baselines import best, make_evaluator, ray_executor, run_baseline
 from .objective import objective
 from .proxy import task_space
 from .record import chosen_record
-from .tunas import _check_resumable, _settings
+from .resume import check_resumable, resume_settings
 
 TRIALS = "trials.jsonl"
 
@@ -57,10 +57,10 @@ class TrialLog:
                      if line.strip()]
             if not lines or "settings" not in lines[0]:
                 raise SpecError(f"{path}:1: not a trial log (no settings line); choose another --out")
-            _check_resumable(path, {"settings": lines[0]["settings"]}, cfg, 1)
+            check_resumable(path, {"settings": lines[0]["settings"]}, cfg, 1)
             self.done = {_key(r["decision"]): (r["quality"], r["latency"]) for r in lines[1:]}
         else:
-            write_atomic(path, json.dumps({"settings": _settings(cfg)}) + "\n")
+            write_atomic(path, json.dumps({"settings": resume_settings(cfg)}) + "\n")
 
     def add(self, decision: dict, result: tuple[float, float]) -> None:
         self.done[_key(decision)] = result

@@ -48,6 +48,7 @@ from .decode import decode
 from .objective import objective
 from .proxy import splits, task_space
 from .record import chosen_record
+from .resume import check_resumable, resume_settings
 from .sliced import SlicedSupernet
 from .supernet import Supernet, recalibrate_bn
 
@@ -118,32 +119,6 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
         p.grad /= world
 
 
-# Settings a resumed search may change: where things go and how fast it runs, not what it computes.
-RESUMABLE_CHANGES = {"out", "search.checkpoint_every", "search.target_tolerance", "search.retrain_epochs",
-                     "search.cache_dir", "search.keep_supernet", "search.executor", "search.ray_address",
-                     "train.threads", "train.epochs", "train.log_every", "data.data_dir", "data.workers"}
-
-
-def _settings(cfg: RunConfig) -> dict:
-    """What a resumed search must share with the one it resumes."""
-    return {k: v for k, v in cfg.dotted().items() if k not in RESUMABLE_CHANGES}
-
-
-def _check_resumable(path: Path, state: dict, cfg: RunConfig, world: int) -> None:
-    if state.get("world", 1) != world:
-        raise SpecError(f"{path}: was written by {state.get('world', 1)} processes, not {world}; "
-                        "resume with the same number")
-    if "settings" not in state:
-        raise SpecError(f"{path}: records no config (written by an older edgenas); choose another --out")
-    now, then = _settings(cfg), state["settings"]
-    changed = [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(then))
-               if now.get(k) != then.get(k)]
-    if changed:
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise SpecError(f"{path}: was searched with another config ({', '.join(changed[:3])}{more}); "
-                        "choose another --out or move it away")
-
-
 class TunasSearch:
     """One search, in the parts a reader takes one at a time: ``__init__`` builds what the config names,
     ``restore`` resumes a checkpoint, each ``step`` is a ``weight_step`` then (after the warm-up) a
@@ -200,7 +175,7 @@ class TunasSearch:
             raise SpecError(f"{self.out}: already holds a search ({CHECKPOINT}); pass --resume to continue it or "
                             "choose another --out")
         state = load_checkpoint(path, RESTORED, "search checkpoint")
-        _check_resumable(path, state, self.cfg, self.world)
+        check_resumable(path, state, self.cfg, self.world)
         self.controller.load_state_dict(state["controller"])
         self.rl.load_state_dict({"optimizer": state["rl_optimizer"], "baseline": state["baseline"]})
         self.step, self.trace = state["step"], json.loads(state["trace"])
@@ -217,7 +192,7 @@ class TunasSearch:
         if self.rank == 0:
             state = {"controller": self.controller.state_dict(), "rl_optimizer": self.rl.optimizer.state_dict(),
                      "baseline": self.rl.baseline, "step": self.step, "world": self.world,
-                     "settings": _settings(self.cfg), "trace": json.dumps(self.trace),
+                     "settings": resume_settings(self.cfg), "trace": json.dumps(self.trace),
                      "phase_seconds": json.dumps(self.phase_seconds)}
             if keep_supernet:
                 state.update(supernet=self.supernet.state_dict(), optimizer=self.optimizer.state_dict(),
