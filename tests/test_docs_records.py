@@ -344,3 +344,56 @@ def test_a_record_carries_its_environment(tmp_path, monkeypatch):
     assert not list(path.parent.glob(".*.tmp"))  # written under a temporary name, then renamed
     monkeypatch.setenv("PATH", str(tmp_path))  # no git at all: the record still goes out, without a commit
     assert git_commit() is None
+
+
+# what a record must not hold: where the machine it ran on keeps things (a path string, or one inside a command)
+MACHINE_PATHS = ("/tmp/", "/work/", "/root/", "/home/")
+
+
+def machine_paths(obj, where: str = "") -> list[str]:
+    """The place and text of every string in a record that names a path of the machine it ran on."""
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in machine_paths(k, where) + machine_paths(v, f"{where}.{k}")]
+    if isinstance(obj, list):
+        return [p for i, v in enumerate(obj) for p in machine_paths(v, f"{where}[{i}]")]
+    if isinstance(obj, str) and (obj.startswith("/") or any(m in obj for m in MACHINE_PATHS)):
+        return [f"{where.lstrip('.') or '(top)'}: {obj[:120]!r}"]
+    return []
+
+
+@pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
+def test_a_record_holds_no_machine_path(path):
+    found = machine_paths(json.loads(path.read_text()))
+    assert not found, f"{path.name} holds machine paths:\n" + "\n".join(found)
+
+
+def test_a_machine_path_is_caught():
+    record = {"environment": {"command": "bench/x.py --data /work/shared/data"}, "runs": [{"out": "/opt/runs/a"}],
+              "note": "wrote /tmp/abc/s.yaml", "/home/u/k": 1, "fine": "<shared>/data ms/step 3 / 4"}
+    assert machine_paths(record) == ["environment.command: 'bench/x.py --data /work/shared/data'",
+                                     "runs[0].out: '/opt/runs/a'", "note: 'wrote /tmp/abc/s.yaml'",
+                                     "(top): '/home/u/k'"]
+
+
+def test_the_record_writer_stores_no_machine_path(tmp_path, monkeypatch):
+    from edgenas.env import write_record
+
+    repo, shared, home, tmp = (tmp_path / name for name in ("repo", "shared", "home", "tmp"))
+    for folder in (repo, shared, home, tmp):
+        folder.mkdir()
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    monkeypatch.setenv("EDGENAS_SHARED", str(shared))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr("sys.argv", [str(repo / "bench/x.py"), "--camvid", str(shared / "data/camvid")])
+    path = write_record(repo / "r.json", {
+        "overrides": [f"model.pretrained={repo}/tests/w.tflite", f"out={tmp_path}/runs/a"],
+        "data_dir": "/usr/share/datasets/fashion-mnist", "cache": f"{home}/.cache/edgenas", "temp": f"wrote {tmp}/abc/s.yaml",
+        "error": f"edgenas: error: {repo}/s.yaml: stages[1]: bad", "url": "https://example.org/a/b", "ms": 0.5})
+    doc = json.loads(path.read_text())
+    assert doc["overrides"] == ["model.pretrained=tests/w.tflite", "out=../runs/a"]
+    assert doc["data_dir"] == "<datasets>/fashion-mnist" and doc["cache"] == "~/.cache/edgenas"
+    assert doc["temp"] == "wrote <tmp>/abc/s.yaml"
+    assert doc["error"] == "edgenas: error: s.yaml: stages[1]: bad" and doc["url"] == "https://example.org/a/b"
+    assert doc["environment"]["command"] == "bench/x.py --camvid <shared>/data/camvid" and doc["ms"] == 0.5
+    assert machine_paths(doc) == []

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -15,6 +17,8 @@ from pathlib import Path
 from .io import write_atomic
 
 _PACKAGE = Path(__file__).resolve().parent
+# an absolute path inside a string: after a start, a space, "=", a quote or a bracket (not a URL, not "ms/step")
+_ABSOLUTE = re.compile(r"(?<![\w.~<>/:-])/[\w.@%+~,-]+(?:/[\w.@%+~,-]+)*/?")
 
 
 def cpu_model() -> str:
@@ -51,13 +55,53 @@ def git_commit() -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
+def _roots() -> list[tuple[str, str]]:
+    """(absolute folder, what a record writes for it), longest first so that a folder inside another one wins.
+    The checkout and the working folder become relative paths; the data and temporary folders get a name."""
+    checkout = _PACKAGE.parents[1]
+    shared = os.environ.get("EDGENAS_SHARED") or checkout.parent / "shared"
+    source = [(checkout, "")] if (checkout / "pyproject.toml").is_file() else []  # not an installed wheel's folder
+    named = [(Path.cwd(), ""), *source, (shared, "<shared>"), ("/usr/share/datasets", "<datasets>"),
+             (tempfile.gettempdir(), "<tmp>"), (Path.home(), "~")]
+    roots = {os.path.realpath(p): name for p, name in reversed(named) if os.path.realpath(p) != "/"}
+    return sorted(roots.items(), key=lambda r: -len(r[0]))
+
+
+def portable(value):
+    """``value`` (a record: dicts, lists, strings) with every absolute path of this machine written relative to
+    the working folder or the checkout (``tests/x``, ``../runs``), or under a named root (``<shared>/data/camvid``,
+    ``<datasets>/fashion-mnist``, ``<tmp>/x``, ``~/.cache``): a record says what ran, not where."""
+    if isinstance(value, dict):
+        return {portable(k): portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    roots = _roots()
+
+    def one(m: re.Match) -> str:
+        path = os.path.normpath(m.group(0))
+        for root, name in roots:
+            if path == root or path.startswith(root + "/"):
+                rest = path[len(root) + 1:]
+                return (f"{name}/{rest}" if rest else name) if name else (rest or ".")
+        return os.path.relpath(path)
+
+    return _ABSOLUTE.sub(one, value)
+
+
+def _command_name(argv0: str) -> str:
+    return Path(argv0).name if argv0.startswith("/") and not argv0.endswith(".py") else argv0
+
+
 def environment(threads: int | None = None) -> dict:
     from . import __version__
 
     env = {
         "edgenas": __version__,
         "git_commit": git_commit(),
-        "command": shlex.join(sys.argv),
+        # an installed entry point by its name (edgenas), a script as given; machine paths made portable
+        "command": portable(shlex.join([_command_name(sys.argv[0]), *sys.argv[1:]]) if sys.argv else ""),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
@@ -87,4 +131,6 @@ def write_record(path: str | Path, data: dict, threads: int | None = None) -> Pa
     "environment". Fields the caller put there (a GPU's name) are kept; the ones ``environment()`` gives are
     always fresh, so a record read back, extended and rewritten never carries a stale date or commit."""
     record = {**data, "environment": {**data.get("environment", {}), **environment(threads)}}
-    return write_atomic(path, json.dumps(record, indent=1, default=_plain) + "\n")
+    # through JSON first, so that numpy values and paths are plain text when the machine's paths are taken out
+    plain = json.loads(json.dumps(record, default=_plain))
+    return write_atomic(path, json.dumps(portable(plain), indent=1) + "\n")
