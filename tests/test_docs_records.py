@@ -367,6 +367,23 @@ def test_a_record_holds_no_machine_path(path):
     assert not found, f"{path.name} holds machine paths:\n" + "\n".join(found)
 
 
+# Written before `edgenas latency check` stored its environment; a re-run (bench/run_latency_benchmarks.sh, about
+# an hour on a quiet 2-core machine, longer on a busy one) writes it. Strict: a re-run record fails here until its
+# name leaves this list, and any other record without an environment fails outright.
+AWAITING_RERUN = {"latency_check_cpu-ort-int8_small-28.json", "latency_check_cpu-ort_edgetpu-v2-224.json",
+                  "latency_check_cpu-ort_small-28.json"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
+    strict=True, reason="written before the check stored its environment; awaits a re-run"))
+    if p.name in AWAITING_RERUN else p for p in sorted(RESULTS.glob("*.json"))], ids=lambda p: p.name)
+def test_a_record_carries_its_environment(path):
+    env = json.loads(path.read_text()).get("environment")
+    # what every record's environment holds (three older ones predate its "command")
+    assert isinstance(env, dict) and {"date", "cpu", "python"} <= set(env), \
+        f"{path.name}: no environment (write it with edgenas.env.write_record)"
+
+
 def test_a_machine_path_is_caught():
     record = {"environment": {"command": "bench/x.py --data /work/shared/data"}, "runs": [{"out": "/opt/runs/a"}],
               "note": "wrote /tmp/abc/s.yaml", "/home/u/k": 1, "fine": "<shared>/data ms/step 3 / 4"}

@@ -17,7 +17,7 @@ from pathlib import Path
 from .io import write_atomic
 
 _PACKAGE = Path(__file__).resolve().parent
-# an absolute path inside a string: after a start, a space, "=", a quote or a bracket (not a URL, not "ms/step")
+# an absolute path inside a string: after a start, a space, "=", a quote or a bracket (not a URL, not ms/step)
 _ABSOLUTE = re.compile(r"(?<![\w.~<>/:-])/[\w.@%+~,-]+(?:/[\w.@%+~,-]+)*/?")
 
 
@@ -60,7 +60,7 @@ def _roots() -> list[tuple[str, str]]:
     The checkout and the working folder become relative paths; the data and temporary folders get a name."""
     checkout = _PACKAGE.parents[1]
     shared = os.environ.get("EDGENAS_SHARED") or checkout.parent / "shared"
-    source = [(checkout, "")] if (checkout / "pyproject.toml").is_file() else []  # not an installed wheel's folder
+    source = [(checkout, "")] if (checkout / "pyproject.toml").is_file() else []  # not a wheel's folder
     named = [(Path.cwd(), ""), *source, (shared, "<shared>"), ("/usr/share/datasets", "<datasets>"),
              (tempfile.gettempdir(), "<tmp>"), (Path.home(), "~")]
     roots = {os.path.realpath(p): name for p, name in reversed(named) if os.path.realpath(p) != "/"}
@@ -68,9 +68,10 @@ def _roots() -> list[tuple[str, str]]:
 
 
 def portable(value):
-    """``value`` (a record: dicts, lists, strings) with every absolute path of this machine written relative to
-    the working folder or the checkout (``tests/x``, ``../runs``), or under a named root (``<shared>/data/camvid``,
-    ``<datasets>/fashion-mnist``, ``<tmp>/x``, ``~/.cache``): a record says what ran, not where."""
+    """``value`` (a record: dicts, lists, strings) with every absolute path of this machine written relative
+    to the working folder or the checkout (``tests/x``, ``../runs``), or under a named root
+    (``<shared>/data``, ``<datasets>/fashion-mnist``, ``<tmp>/x``, ``~/.cache``): a record says what ran, not
+    where."""
     if isinstance(value, dict):
         return {portable(k): portable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
