@@ -8,8 +8,7 @@ quote it.
 
 from __future__ import annotations
 
-import argparse
-
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.latency.calibrate import calibrate
@@ -28,9 +27,7 @@ def with_errors(result) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cache-dir", help="SCALE-Sim cycle cache (default: the package's and ~/.cache/edgenas)")
-    ap.add_argument("--out", default="bench/results/latency_calibration_edgetpu.json")
+    ap = parser(__doc__, record="bench/results/latency_calibration_edgetpu.json", cache_dir=None)
     args = ap.parse_args()
     model = get_latency_model("edgetpu", cache_dir=args.cache_dir)
     main_fit = calibrate(model)

@@ -10,40 +10,28 @@ stopped (the fit loop's checkpoints), so a killed benchmark restarts without los
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from pathlib import Path
 
-from edgenas.config import load_config
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.env import environment, write_record
-from edgenas.train.loop import CHECKPOINT, fit
+from timed_fit import timed_fit
 
 TFLITE = Path(__file__).resolve().parents[1] / "tests/fixtures/google/autoseg_edgetpu_xs_fused_argmax.tflite"
 
 
 def run(name: str, args, extra: list[str]) -> dict:
-    out = Path(args.work) / name
-    cfg = load_config("configs/seg_camvid.yaml", overrides=[
-        f"data.data_dir={args.camvid}", f"train.epochs={args.epochs}", f"out={out}", *extra])
-    t0 = time.perf_counter()
-    fit(cfg, resume=(out / CHECKPOINT).is_file())
-    wall = time.perf_counter() - t0
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    epochs = [r for r in history if "val_miou" in r]
+    _, epochs, timing = timed_fit("configs/seg_camvid.yaml", Path(args.work) / name, [
+        f"data.data_dir={args.camvid}", f"train.epochs={args.epochs}", *extra], "val_miou")
     return {"name": name, "overrides": extra, "epochs": epochs, "final_val_miou": epochs[-1]["val_miou"],
             "final_ema_val_miou": epochs[-1].get("ema_val_miou"), "best_val_miou": max(r["val_miou"] for r in epochs),
-            "wall_seconds_this_call": wall, "train_seconds": sum(r["epoch_seconds"] for r in epochs),
-            "cpu_minutes": sum(r["epoch_seconds"] for r in epochs) * cfg.train.threads / 60,
-            "threads": cfg.train.threads}
+            **timing}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/camvid_finetune.json", work="runs/bench_camvid",
+                work_flag="--work")
     ap.add_argument("--camvid", default="../shared/data/camvid")
     ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--work", default="runs/bench_camvid")
-    ap.add_argument("--out", default="bench/results/camvid_finetune.json")
     args = ap.parse_args()
     runs = [run("pretrained_ade20k", args, [f"model.pretrained={TFLITE}"]), run("scratch", args, [])]
     record = {"what": "Autoseg-EdgeTPU-XS fine-tuned on CamVid train (367), scored on CamVid val (101) at 240x180; "

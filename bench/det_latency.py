@@ -16,7 +16,6 @@ noise probe of ``latency check`` is not used here, so compare within a row.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.det import postprocess
 from edgenas.env import write_record
 from edgenas.export.detection import to_onnx_with_nms
@@ -53,13 +53,9 @@ def time_postprocess(cls: torch.Tensor, box: torch.Tensor, anchors: torch.Tensor
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/det_latency.json", threads=1, rounds=3, runs=5)
     ap.add_argument("--models", default=",".join(list_models(task="detection")))
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-litert", action="store_true")
-    ap.add_argument("--out", default="bench/results/det_latency.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -10,11 +10,9 @@ only, and Google's SpaghettiNet latencies are not in the project (reference 5.3)
 
 from __future__ import annotations
 
-import argparse
-
+from common import parser, zoo  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
-from edgenas.models import MODELS, get_arch, list_models
 from edgenas.spec import count, plan_detector
 
 COMPUTED = {"spaghettinet_edgetpu_s": (3.48, 1.04), "spaghettinet_edgetpu_m": (4.17, 1.24),
@@ -33,14 +31,10 @@ def part_of(path: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cache-dir", help="SCALE-Sim cycle cache (default: the package's and ~/.cache/edgenas)")
-    ap.add_argument("--out", default="bench/results/det_models.json")
-    args = ap.parse_args()
+    args = parser(__doc__, record="bench/results/det_models.json", cache_dir=None).parse_args()
     edgetpu = get_latency_model("edgetpu", cache_dir=args.cache_dir)
     rows = []
-    for name in list_models(task="detection"):
-        det, pub = get_arch(name), MODELS[name].published
+    for name, det, pub in zoo("detection"):
         c, plan = count(det), plan_detector(det)
         nodes = [{"node": "s0" if det.backbone is None else "backbone", "params": sum(x.params for x in plan.stem), "macs": sum(x.macs for x in plan.stem)}]
         nodes += [{"node": n.name, "level": n.out.level, "params": sum(x.params for x in n.layers),

@@ -11,14 +11,11 @@ they stopped (the loop's checkpoints).
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from pathlib import Path
 
-from edgenas.config import load_config
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.env import environment, write_record
-from edgenas.train.loop import CHECKPOINT, fit
+from timed_fit import timed_fit
 
 RUNS = {
     # 2000 scenes at 128 px, 200 held-out scenes (their own seed and Fashion-MNIST's test objects)
@@ -31,32 +28,22 @@ RUNS = {
 
 
 def run(name: str, args, extra: list[str]) -> dict:
-    out = Path(args.work) / name
     data = [f"data.data_dir={args.coco}"] if "data.dataset=coco" in extra else []
-    cfg = load_config("configs/det_composite.yaml", overrides=[
-        f"out={out}", f"train.threads={args.threads}", "train.log_every=50", *extra, *data])
-    t0 = time.perf_counter()
-    fit(cfg, resume=(out / CHECKPOINT).is_file())
-    wall = time.perf_counter() - t0
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    epochs = [r for r in history if "val_map" in r]
+    cfg, epochs, timing = timed_fit("configs/det_composite.yaml", Path(args.work) / name, [
+        f"train.threads={args.threads}", "train.log_every=50", *extra, *data], "val_map")
     last = epochs[-1]
     print(f"{name}: val mAP {last['val_map']:.2f}% (AP50 {last['val_ap50']:.2f}%) after {len(epochs)} epochs",
           flush=True)
     return {"name": name, "overrides": extra, "epochs": epochs, "final_val_map": last["val_map"],
             "final_val_ap50": last["val_ap50"], "final_ema_val_map": last.get("ema_val_map"),
             "best_val_map": max(r["val_map"] for r in epochs), "train_images": cfg.data.train_subset,
-            "wall_seconds_this_call": wall, "train_seconds": sum(r["epoch_seconds"] for r in epochs),
-            "cpu_minutes": sum(r["epoch_seconds"] for r in epochs) * cfg.train.threads / 60,
-            "threads": cfg.train.threads}
+            **timing}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/det_train.json", work="runs/bench_det", work_flag="--work",
+                threads=1)
     ap.add_argument("--coco", default="../shared/data/coco128")
-    ap.add_argument("--work", default="runs/bench_det")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default="bench/results/det_train.json")
     args = ap.parse_args()
     runs = [run(name, args, extra) for name, extra in RUNS.items()]
     write_record(args.out, {"what": "SpaghettiNet-EdgeTPU-S trained from scratch: composite scenes (held-out "

@@ -41,7 +41,6 @@ each supernet's weights in OUT/supernet-<name>.pt (OUT: the set's folder under r
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.config import load_config
 from edgenas.env import write_record
 from edgenas.eval.metrics import top1
@@ -306,7 +306,7 @@ def report(fs: FidelitySet, out: Path, record: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__)
     ap.add_argument("--worker", help="alone<seed>[:zero_head|google_init] | supernets[:name,...] | "
                                      "finetune[:name,...]")
     ap.add_argument("--report", action="store_true")

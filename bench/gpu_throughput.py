@@ -13,12 +13,12 @@ run of this script's own path on any machine.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.models import create_model
 
@@ -58,15 +58,13 @@ def images_per_s(model, device, batch: int, steps: int, warmup: int, bf16: bool)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/gpu_throughput.json", record_flag="--json", rounds=3)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-bf16", action="store_true")
     ap.add_argument("--no-timm", action="store_true", help="time edgenas's model only (smoke run)")
-    ap.add_argument("--json", default="bench/results/gpu_throughput.json")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":

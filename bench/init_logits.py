@@ -14,7 +14,6 @@ move with the search. About 10 minutes on 2 cores; each variant resumes from its
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -25,6 +24,7 @@ import torch
 import yaml
 
 import edgenas.nn.model as model_module
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.config import load_config
 from edgenas.env import write_record
 from edgenas.export.api import parity_data
@@ -92,11 +92,8 @@ def measure(checkpoint: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--out", default="runs/bench_init_logits")
-    ap.add_argument("--json", default="bench/results/init_logits.json")
-    args = ap.parse_args()
+    args = parser(__doc__, record="bench/results/init_logits.json", record_flag="--json",
+                  work="runs/bench_init_logits", data_dir="/usr/share/datasets/fashion-mnist").parse_args()
     out = Path(args.out)
     arch = winner_arch(out / "task_arch.yaml", args.data_dir)
     quick = yaml.safe_load(Path(QUICKSTART).read_text())

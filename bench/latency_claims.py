@@ -11,7 +11,6 @@ where they exist, and measure what is missing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
@@ -19,10 +18,11 @@ from pathlib import Path
 import torch
 from scipy.stats import kendalltau
 
+from common import CACHE, parser, zoo  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.latency.calibrate import block_latencies
-from edgenas.models import MODELS, get_arch, list_models
+from edgenas.models import MODELS
 from edgenas.nn.blocks import BLOCK_MODULES
 from edgenas.spec import GCIBN, IBN, FusedIBN, Norm, SpecError, count, parse_arch
 
@@ -105,8 +105,7 @@ def macs_rank(targets: dict, ort_check: dict | None, litert_check: dict | None) 
 def families(targets: dict, litert_check: dict | None) -> list[dict]:
     litert = dict(zip(litert_check["zoo"], litert_check["measured"])) if litert_check else {}
     rows = []
-    for name in list_models():
-        arch, pub = get_arch(name), MODELS[name].published
+    for name, arch, pub in zoo():
         row = {"model": name, "macs": count(arch).macs, "top1": pub.top1, "top1_note": pub.note,
                "edgetpu": targets["edgetpu"].predict(arch).total, "cpu-ort": targets["cpu-ort"].measure(arch),
                "cpu-litert": litert.get(name) or targets["cpu-litert"].measure(arch)}
@@ -139,9 +138,7 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "edgenas"))
-    ap.add_argument("--out", default="bench/results/latency_claims.json")
+    ap = parser(__doc__, record="bench/results/latency_claims.json", cache_dir=CACHE)
     ap.add_argument("--plot", default="docs/latency_families.png")
     args = ap.parse_args()
     targets = {t: get_latency_model(t, cache_dir=args.cache_dir) for t in ("edgetpu", "cpu-ort", "cpu-litert")}

@@ -14,12 +14,11 @@ resumable through the lookup table in --cache-dir (the whole-model timings are r
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
+from common import CACHE, parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.latency.check import CheckResult
@@ -29,10 +28,9 @@ from edgenas.space import get_space
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, cache_dir=CACHE)
+    ap.add_argument("--out", required=True, help="the JSON record this writes")
     ap.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
-    ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "edgenas"))
-    ap.add_argument("--out", required=True)
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fit-big", type=int, default=6, help="edgetpu-v2-224 archs among the fitted models")

@@ -11,12 +11,12 @@ Run after bench/latency_litert.py --precision int8 (its lookup table and fitted 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 from pathlib import Path
 
+from common import CACHE, parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.latency.litert import time_tflite
@@ -31,11 +31,7 @@ CASES = {  # Google's file -> our model and the tail that file serves
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "edgenas"))
-    ap.add_argument("--out", default="bench/results/litert_google.json")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=20)
+    ap = parser(__doc__, record="bench/results/litert_google.json", cache_dir=CACHE, rounds=5, runs=20)
     ap.add_argument("--check", default="bench/results/latency_check_cpu-litert-int8.json")
     ap.add_argument("--fp32", action="store_true", help="also give the fp32 target's prediction")
     args = ap.parse_args()

@@ -10,7 +10,6 @@ empties it first, and the record says whether the run resumed earlier work ("fre
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -19,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from common import epochs, parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 
 CONFIG = "configs/quickstart.yaml"
@@ -41,12 +41,6 @@ def trace_summary(trace: list[dict]) -> dict:
             f"likely_latency_last_{TAIL}_steps": {"min": min(tail), "max": max(tail)} if tail else None}
 
 
-def epochs(metrics: Path) -> list[dict]:
-    if not metrics.is_file():
-        return []
-    return [r for r in map(json.loads, metrics.read_text().splitlines()) if "val_top1" in r]
-
-
 def quickstart_record(out: Path, wall_seconds: float, stderr: str, fresh: bool, rc: int) -> dict:
     """The record of a finished (or failed) job from what it left in ``out``; every figure the docs quote."""
     record = {"config": CONFIG, "out": str(out), "rc": rc, "fresh": fresh, "wall_seconds": wall_seconds,
@@ -62,7 +56,8 @@ def quickstart_record(out: Path, wall_seconds: float, stderr: str, fresh: bool, 
     if trace.is_file():
         record["trace"] = trace_summary([json.loads(x) for x in trace.read_text().splitlines() if x.strip()])
     if "retrained" in result:
-        record["retrained"] = {**result["retrained"], "epochs_log": epochs(out / "retrain" / "metrics.jsonl")}
+        log = epochs(out / "retrain" / "metrics.jsonl", "val_top1")
+        record["retrained"] = {**result["retrained"], "epochs_log": log}
     return record
 
 
@@ -92,10 +87,8 @@ def run_job(out: Path, data_dir: str | None, overrides: list[str] = ()) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="runs/bench_quickstart")
-    ap.add_argument("--json", default="bench/results/quickstart.json")
-    ap.add_argument("--data-dir", default=None)
+    ap = parser(__doc__, record="bench/results/quickstart.json", record_flag="--json",
+                work="runs/bench_quickstart", data_dir=None)
     ap.add_argument("--clean", action="store_true", help="empty --out first (it must be under runs/)")
     args = ap.parse_args()
     out = Path(args.out)

@@ -11,10 +11,10 @@ and the record is rewritten after every seed, so an interrupted benchmark loses 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from quickstart import empty_folder, run_job
 
@@ -41,10 +41,8 @@ def summary(runs: list[dict], tolerance: float = 0.05) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record=str(RESULT), record_flag="--json", data_dir=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--json", default=str(RESULT))
     ap.add_argument("--redo", action="store_true", help="run seeds already in the record again")
     args = ap.parse_args()
     path = Path(args.json)

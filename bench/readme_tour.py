@@ -12,7 +12,6 @@ Parts (run any subset; the record keeps the steps of the parts not run this time
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import epochs, parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 
 
@@ -85,20 +85,11 @@ def run(argv: list[str]) -> dict:
     return step
 
 
-def epochs(run_dir: Path) -> list[dict]:
-    """The per-epoch lines of a training run (the tour shows each epoch's top-1, throughput and time)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [r for r in map(json.loads, path.read_text().splitlines()) if "val_top1" in r]
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/readme_tour.json", record_flag="--json")
     ap.add_argument("--parts", default="spec,train,trained")
     ap.add_argument("--runs", default=None, help="folder for the tour's files (default: a temporary one)")
     ap.add_argument("--trained", default="runs/fashion_mnist/checkpoint.pt")
-    ap.add_argument("--json", default="bench/results/readme_tour.json")
     args = ap.parse_args()
     out = Path(args.json)
     record = json.loads(out.read_text()) if out.is_file() else {}
@@ -119,7 +110,8 @@ def main() -> None:
                     break_group_size(runs)
                 steps[name] = {"part": part, **run(argv)}
                 if name == "train":
-                    steps[name]["epochs"] = epochs(Path(argv[argv.index("--out") + 1]))
+                    run = Path(argv[argv.index("--out") + 1])
+                    steps[name]["epochs"] = epochs(run / "metrics.jsonl", "val_top1")
                 print(f"{part}/{name}: rc {steps[name]['rc']}, {steps[name]['seconds']:.0f} s", flush=True)
                 # the next record written must not lose what finished, whatever stops the run
                 write_record(out, record)

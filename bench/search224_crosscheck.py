@@ -8,10 +8,10 @@ record holds each winner only in its own unit. Seconds: the edgetpu model's cycl
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
 from edgenas.models import get_arch
@@ -20,9 +20,8 @@ from edgenas.spec import count
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/search224_crosscheck.json", record_flag="--json")
     ap.add_argument("--search", default="bench/results/search_benchmarks.json")
-    ap.add_argument("--json", default="bench/results/search224_crosscheck.json")
     args = ap.parse_args()
     searches = json.loads(Path(args.search).read_text())["histogram224"]
     space, edgetpu = get_space("edgetpu-v2-224"), get_latency_model("edgetpu")

@@ -25,7 +25,6 @@ measures layers it has not seen.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.config import load_config
 from edgenas.env import write_record
 from edgenas.io import write_atomic
@@ -315,10 +315,9 @@ PHASES = {"targets": phase_targets, "cost": phase_cost, "histogram": phase_histo
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/search_benchmarks.json", record_flag="--json",
+                work="runs/bench_search")
     ap.add_argument("--phases", default=",".join(PHASES))
-    ap.add_argument("--out", default="runs/bench_search")
-    ap.add_argument("--json", default="bench/results/search_benchmarks.json")
     ap.add_argument("--equal-seeds", help="equal_compute over these seeds only (comma-separated; default "
                     "0,1,2): a record of the seeds finished so far, which the summary says")
     args = ap.parse_args()

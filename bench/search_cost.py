@@ -21,7 +21,6 @@ Resumable: a finished variant is stored in OUT/state-<variant>.json; searches re
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.config import load_config
 from edgenas.env import write_record
 from edgenas.io import write_atomic
@@ -138,12 +138,11 @@ def report(out: Path, record: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/search_cost.json", record_flag="--record",
+                work="runs/bench_cost")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--step", action="store_true", help="profile one weight step (supernet against stand-alone)")
-    ap.add_argument("--out", default="runs/bench_cost")
-    ap.add_argument("--record", default="bench/results/search_cost.json")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

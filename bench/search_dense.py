@@ -23,7 +23,6 @@ the search and the baselines' budget are wall time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import epochs, parser  # bench/ is on the path when a bench script runs
 from edgenas.config import load_config
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
@@ -110,8 +110,7 @@ class Bench:
         got = self.state.get(key)
         if "train_loss" not in got:  # the last epoch's training loss, from the training's own log
             log = self.root / key.replace("/", "-") / "train" / "metrics.jsonl"
-            epochs = [r for r in map(json.loads, log.read_text().splitlines()) if "train_loss" in r]
-            self.state.put(key, {**got, "train_loss": epochs[-1]["train_loss"]})
+            self.state.put(key, {**got, "train_loss": epochs(log, "train_loss")[-1]["train_loss"]})
         return self.state.get(key)
 
 
@@ -242,11 +241,10 @@ PHASES = {"targets": phase_targets, "longer": phase_longer, "equal": phase_equal
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/search_dense.json", record_flag="--json",
+                work="runs/bench_dense")
     ap.add_argument("--phases", default=",".join(PHASES))
     ap.add_argument("--spaces", default=",".join(CONFIGS))
-    ap.add_argument("--out", default="runs/bench_dense")
-    ap.add_argument("--json", default="bench/results/search_dense.json")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     b = Bench(Path(args.out + ("-smoke" if args.smoke else "")), args.smoke)

@@ -10,11 +10,10 @@ takes seconds once SCALE-Sim has simulated the new layer shapes.
 
 from __future__ import annotations
 
-import argparse
-
+from common import parser, zoo  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.latency import get_latency_model
-from edgenas.models import MODELS, get_arch, list_models
+from edgenas.models import get_arch
 from edgenas.spec import arch_layers, count, network_layers
 
 TAILS = {"exact": "resize512,argmax", "fused256": "resize256,argmax,resize512",
@@ -22,14 +21,10 @@ TAILS = {"exact": "resize512,argmax", "fused256": "resize256,argmax,resize512",
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cache-dir", help="SCALE-Sim cycle cache (default: the package's and ~/.cache/edgenas)")
-    ap.add_argument("--out", default="bench/results/seg_models.json")
-    args = ap.parse_args()
+    args = parser(__doc__, record="bench/results/seg_models.json", cache_dir=None).parse_args()
     edgetpu = get_latency_model("edgetpu", cache_dir=args.cache_dir)
     rows = []
-    for name in list_models(task="segmentation"):
-        net, pub = get_arch(name), MODELS[name].published
+    for name, net, pub in zoo("segmentation"):
         c = count(net)
         backbone = sum(x.params for x in network_layers(net, tail=False)
                        if not x.path.startswith(("nodes.", "head.")))

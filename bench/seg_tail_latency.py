@@ -11,7 +11,6 @@ maps of the imported Autoseg-XS on 20 real photos and scores both on the two lab
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.export.onnx import to_onnx
 from edgenas.latency import get_latency_model
@@ -72,13 +72,9 @@ def quality(shared: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default="../shared")
+    ap = parser(__doc__, record="bench/results/seg_tail_latency.json", shared=True, threads=1, rounds=3,
+                runs=5)
     ap.add_argument("--litert", default="autoseg_edgetpu_xs,deeplabv3plus_mobilenet_edgetpu_v2_xs")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--out", default="bench/results/seg_tail_latency.json")
     args = ap.parse_args()
     torch.set_num_threads(2)
     edgetpu = get_latency_model("edgetpu")

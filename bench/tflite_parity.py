@@ -10,11 +10,11 @@ activations rounded to the file's own 8-bit grid (what is left then is structure
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.data.segmentation import ade20k
 from edgenas.env import write_record
 from edgenas.eval.seg_metrics import SegConfusion
@@ -29,10 +29,7 @@ MOBILENET = FIXTURES / "google" / "mobilenet_edgetpu_224_1.0_uint8.tflite"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default="../shared")
-    ap.add_argument("--out", default="bench/results/tflite_parity.json")
-    args = ap.parse_args()
+    args = parser(__doc__, record="bench/results/tflite_parity.json", shared=True).parse_args()
     data = Path(args.shared) / "data"
     torch.set_num_threads(2)
     seg_files = sorted((data / "coco128/images/val2017").glob("*.jpg"))[:10] + \

@@ -11,13 +11,13 @@ classes, batch 128); 224 is the deployment arch (batch 16). Inference: batch 1 a
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 import torch
 
+from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.env import write_record
 from edgenas.export.onnx import ort_session, run_onnx, to_onnx
 from edgenas.models import get_arch, list_models
@@ -70,12 +70,9 @@ def inference_ms(arch, runs: int, threads: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/throughput_cpu.json", record_flag="--json", threads=2, runs=20)
     ap.add_argument("--models", nargs="*", default=list_models())
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default="bench/results/throughput_cpu.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []

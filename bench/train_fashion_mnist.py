@@ -8,11 +8,11 @@ interruption), and writes the final record with wall time and machine to JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
+from common import epochs, parser  # bench/ is on the path when a bench script runs
 from edgenas.config import load_config
 from edgenas.env import write_record
 from edgenas.io import write_atomic
@@ -20,10 +20,9 @@ from edgenas.train.loop import fit_classification
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, record="bench/results/train_fashion_mnist.json", record_flag="--json",
+                work="runs/fashion_mnist")
     ap.add_argument("--config", default="configs/fashion_mnist.yaml")
-    ap.add_argument("--out", default="runs/fashion_mnist")
-    ap.add_argument("--json", default="bench/results/train_fashion_mnist.json")
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
     cfg = load_config(args.config, args.set + [f"out={args.out}"])
@@ -33,8 +32,7 @@ def main() -> None:
     record = fit_classification(cfg, resume=True)
     spent += time.time() - t0
     write_atomic(timing, json.dumps({"seconds": spent}))  # a torn file would lose the time spent so far
-    history = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines()
-               if '"val_top1"' in line]
+    history = epochs(Path(args.out) / "metrics.jsonl", "val_top1")
     result = {"model": cfg.model.name, "input": "28x28x1, stride-1 stem", "epochs": cfg.train.epochs,
               "final": record, "best_val_top1": max(h["val_top1"] for h in history),
               "wall_minutes": spent / 60, "config": cfg.model_dump(mode="json")}

@@ -1,0 +1,24 @@
+"""The timed, resumable training run of the bench scripts that train (camvid_finetune.py, det_train.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from common import epochs  # bench/ is on the path when a bench script runs
+from edgenas.config import RunConfig, load_config
+from edgenas.train.loop import CHECKPOINT, fit
+
+
+def timed_fit(config: str, out: Path, overrides: list[str], key: str) -> tuple[RunConfig, list[dict], dict]:
+    """Train ``config`` with ``overrides`` into ``out`` through the fit loop, resuming what a killed benchmark
+    left there. Returns the config, the epochs that scored ``key`` and the timing: this call's wall time, the
+    epochs' train time and CPU-minutes (train time x threads, the cost on this machine's cores)."""
+    cfg = load_config(config, overrides=[f"out={out}", *overrides])
+    t0 = time.perf_counter()
+    fit(cfg, resume=(out / CHECKPOINT).is_file())
+    wall = time.perf_counter() - t0
+    done = epochs(out / "metrics.jsonl", key)
+    train = sum(r["epoch_seconds"] for r in done)
+    return cfg, done, {"wall_seconds_this_call": wall, "train_seconds": train,
+                       "cpu_minutes": train * cfg.train.threads / 60, "threads": cfg.train.threads}
