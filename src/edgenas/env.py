@@ -67,18 +67,18 @@ def _roots() -> list[tuple[str, str]]:
     return sorted(roots.items(), key=lambda r: -len(r[0]))
 
 
-def portable(value):
+def portable(value, roots: list[tuple[str, str]] | None = None):
     """``value`` (a record: dicts, lists, strings) with every absolute path of this machine written relative
     to the working folder or the checkout (``tests/x``, ``../runs``), or under a named root
     (``<shared>/data``, ``<datasets>/fashion-mnist``, ``<tmp>/x``, ``~/.cache``): a record says what ran, not
     where."""
+    roots = _roots() if roots is None else roots  # once per record, not per string
     if isinstance(value, dict):
-        return {portable(k): portable(v) for k, v in value.items()}
+        return {portable(k, roots): portable(v, roots) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [portable(v) for v in value]
+        return [portable(v, roots) for v in value]
     if not isinstance(value, str) or "/" not in value:
         return value
-    roots = _roots()
 
     def one(m: re.Match) -> str:
         path = os.path.normpath(m.group(0))
