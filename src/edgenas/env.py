@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from . import __version__
 from .io import write_atomic
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -52,8 +53,6 @@ def git_commit() -> str | None:
 
 
 def environment(threads: int | None = None) -> dict:
-    from . import __version__
-
     env = {
         "edgenas": __version__,
         "git_commit": git_commit(),
