@@ -87,6 +87,16 @@ def test_python_dash_m_entry_point():
     assert json.loads(done.stdout)[0]["params"] == 2_542_856
 
 
+def test_help_loads_no_command_module():
+    """A command's module (and the scipy, search or training code it needs) loads only when that command runs,
+    so ``--help`` and usage errors stay quick."""
+    code = ("import sys; from edgenas.cli import main; main(['--help']); main(['latency']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('edgenas.cli.', 'edgenas.search', "
+            "'edgenas.train', 'edgenas.latency.calibrate', 'scipy'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
 def _models_json() -> list[dict]:
     from edgenas.models import MODELS, list_models
 

@@ -2,6 +2,8 @@
 
 import json
 import statistics
+import subprocess
+import sys
 from dataclasses import astuple, replace
 
 import numpy as np
@@ -89,6 +91,18 @@ def test_calibration_on_published_latencies_meets_the_bars_and_gives_the_default
     assert result.params.layer_overhead_ms == 0.0  # NNLS leaves the per-layer term on its bound: no cost
     per_channel = calibrate(EdgeTPUModel(), dw_packing=0.0)
     assert not per_channel.finding_holds  # depthwise as SCALE-Sim maps it: IBN loses late too
+
+
+def test_analytic_and_simulated_targets_load_without_torch():
+    """The measured targets load by name when asked for; the rest of ``edgenas.latency`` (and the zoo it
+    calibrates against) imports without torch, as spec/ and space/ do."""
+    code = ("import sys, edgenas.latency, edgenas.latency.calibrate, edgenas.latency.check, edgenas.models; "
+            "edgenas.latency.get_latency_model('edgetpu'); edgenas.latency.get_latency_model('macs'); "
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    with pytest.raises(LatencyError, match="unknown latency target 'macs-int8'"):
+        get_latency_model("macs-int8")  # only the measured targets have an int8 form
 
 
 def test_macs_proxy_and_unknown_target():

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from . import __version__
 from .io import write_atomic
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -96,8 +97,6 @@ def _command_name(argv0: str) -> str:
 
 
 def environment(threads: int | None = None) -> dict:
-    from . import __version__
-
     env = {
         "edgenas": __version__,
         "git_commit": git_commit(),

@@ -8,14 +8,15 @@ bug and keeps its traceback. ``--debug`` shows the traceback of user errors too.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
 from ..data.fashion_mnist import DEFAULT_DIR
 from ..errors import EdgenasError
 from ..export import FORMATS
+from ..latency import DEFAULT_CACHE, TARGETS
 from ..spec.errors import one_line
-from . import commands, export, latency, search, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,23 +76,23 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--runs", type=_POSITIVE, default=5, help="timed runs per model (median reported)")
     m.add_argument("--threads", type=_POSITIVE, default=2)
     m.add_argument("--out", help="also write the report (with its environment) to this JSON file")
-    m.set_defaults(func=commands.cmd_models)
+    m.set_defaults(func="commands:cmd_models")
 
     pr = sub.add_parser("profile", parents=[jsonp], help="per-layer shapes, params and MACs")
     pr.add_argument("ref", help="model name or arch file (.yaml/.json)")
     pr.add_argument("--input-size", type=_POSITIVE)
     pr.add_argument("--tail", help=TAIL_HELP)
-    pr.set_defaults(func=commands.cmd_profile)
+    pr.set_defaults(func="commands:cmd_profile")
 
     a = sub.add_parser("arch", help="architecture files").add_subparsers(dest="arch_command", required=True)
     v = a.add_parser("validate", parents=[jsonp], help="check an arch file; one line says what is wrong")
     v.add_argument("file")
-    v.set_defaults(func=commands.cmd_arch_validate)
+    v.set_defaults(func="commands:cmd_arch_validate")
     d = a.add_parser("dump", parents=[jsonp], help="write a model's arch as YAML or JSON")
     d.add_argument("ref", help="model name or arch file")
     d.add_argument("--format", choices=("yaml", "json"), default="yaml")
     d.add_argument("--out", help="file to write (.yaml or .json); stdout if absent")
-    d.set_defaults(func=commands.cmd_arch_dump)
+    d.set_defaults(func="commands:cmd_arch_dump")
 
     s = sub.add_parser("space", help="search spaces").add_subparsers(dest="space_command", required=True)
     ss = s.add_parser("show", parents=[jsonp], help="choices, size and MACs range of a space")
@@ -101,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     ss.add_argument("--target", help="also print the predicted latency range on this target (e.g. edgetpu)")
     ss.add_argument("--target-samples", type=_POSITIVE, default=32, help="points drawn for the latency range")
     ss.add_argument("--cache-dir", help="latency cache (default ~/.cache/edgenas or $EDGENAS_CACHE)")
-    ss.set_defaults(func=commands.cmd_space_show)
+    ss.set_defaults(func="commands:cmd_space_show")
     _latency_parsers(sub, jsonp)
     _train_parsers(sub, jsonp)
     return p
@@ -124,7 +125,7 @@ def _train_parsers(sub, jsonp) -> None:
     src.add_argument("--arch", help="arch file (.yaml/.json)")
     _run_config_args(t, "train.lr=0.05", "run folder (checkpoint.pt, metrics.jsonl, config.yaml, arch.yaml)",
                      "checkpoint.pt")
-    t.set_defaults(func=train.cmd_train)
+    t.set_defaults(func="train:cmd_train")
 
     r = sub.add_parser("search", parents=[jsonp], help="search for a latency target: TuNAS one-shot, or a random / "
                                                        "evolution baseline")
@@ -134,10 +135,10 @@ def _train_parsers(sub, jsonp) -> None:
                    help="search.strategy: TuNAS (default), or a multi-trial baseline (search.trials, trial_steps)")
     r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the baseline's trials as Ray tasks (on the cluster at ADDRESS, else a local one)")
-    r.set_defaults(func=search.cmd_search)
+    r.set_defaults(func="search:cmd_search")
     rep = sub.add_parser("report", help="rebuild a search folder's report.html from its result.json and trace")
     rep.add_argument("dir")
-    rep.set_defaults(func=search.cmd_report)
+    rep.set_defaults(func="search:cmd_report")
 
     e = sub.add_parser("eval", parents=[jsonp], help="a checkpoint's (or timm weights') quality: top-1 and per-class "
                        "accuracy, or mIoU, pixel accuracy and per-class IoU")
@@ -147,7 +148,7 @@ def _train_parsers(sub, jsonp) -> None:
     e.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a checkpoint")
     e.add_argument("--data-dir")
     e.add_argument("--set", action="append", metavar="KEY=VALUE")
-    e.set_defaults(func=train.cmd_eval)
+    e.set_defaults(func="train:cmd_eval")
 
     x = sub.add_parser("export", parents=[jsonp], help="checkpoint -> onnx | onnx-int8 | tflite | tflite-int8, parity-checked")
     x.add_argument("checkpoint")
@@ -160,12 +161,11 @@ def _train_parsers(sub, jsonp) -> None:
     x.add_argument("--calibration-images", type=_COUNT, default=256, help="training images for int8 ranges")
     x.add_argument("--data-dir")
     x.add_argument("--tail", help=TAIL_HELP + "; default: the network's own, else resize<input>,argmax")
-    x.set_defaults(func=export.cmd_export)
+    x.set_defaults(func="export:cmd_export")
 
 
 def _latency_parsers(sub, jsonp) -> None:
-    from ..latency import DEFAULT_CACHE, TARGETS
-
+    """``latency`` and its sub-commands, and ``lut``; ``common`` holds the arguments every target needs."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--target", required=True, help=f"one of {', '.join(TARGETS)}")
     common.add_argument("--cache-dir", default=DEFAULT_CACHE,
@@ -176,7 +176,7 @@ def _latency_parsers(sub, jsonp) -> None:
     lat.add_argument("--input-size", type=_POSITIVE)
     lat.add_argument("--lut", help="a lookup table file (e.g. from `lut import`) instead of the cache's")
     lat.add_argument("--tail", help=TAIL_HELP)
-    lat.set_defaults(func=latency.cmd_latency)
+    lat.set_defaults(func="latency:cmd_latency")
 
     # `latency calibrate` and `latency check` are rewritten to these names by main(); given no help=, argparse
     # leaves them out of the command list, where `latency` already mentions them.
@@ -184,8 +184,13 @@ def _latency_parsers(sub, jsonp) -> None:
     cal.add_argument("--dw-packing", type=_fraction, default=None, help="depthwise packing (default: the model's)")
     cal.add_argument("--sweep", type=_fractions, default="0,0.25,0.5,0.75,0.8,0.9,1",
                      help="comma-separated packings to compare")
-    cal.set_defaults(func=latency.cmd_calibrate)
+    cal.set_defaults(func="latency:cmd_calibrate")
+    _check_parser(sub, jsonp, common)
+    _warm_parser(sub, jsonp)
+    _lut_parsers(sub, common)
 
+
+def _check_parser(sub, jsonp, common) -> None:
     chk = sub.add_parser("latency-check", parents=[jsonp, common], prog="edgenas latency check")
     chk.add_argument("--space", help="sample architectures from this space (and fit the overhead on others)")
     chk.add_argument("--models", help="check these zoo models instead (names or globs, comma-separated, e.g. "
@@ -197,8 +202,10 @@ def _latency_parsers(sub, jsonp) -> None:
     chk.add_argument("--seed", type=_COUNT, default=0)
     chk.add_argument("--threads", type=_POSITIVE, default=1)
     chk.add_argument("--out", help="also write every prediction and measurement to this JSON file")
-    chk.set_defaults(func=latency.cmd_check)
+    chk.set_defaults(func="latency:cmd_check")
 
+
+def _warm_parser(sub, jsonp) -> None:
     warm = sub.add_parser("latency-warm", parents=[jsonp], prog="edgenas latency warm")
     warm.add_argument("--space", required=True, help="the space whose layers to simulate ahead (with the zoo of "
                       "its task), for the edgetpu model; comma-separated for several")
@@ -208,8 +215,10 @@ def _latency_parsers(sub, jsonp) -> None:
                       "~/.cache/edgenas or $EDGENAS_CACHE)")
     warm.add_argument("--bundle", action="store_true", help="write them into the table edgenas ships "
                       "(latency/data) instead: for maintainers, so a fresh install simulates nothing")
-    warm.set_defaults(func=latency.cmd_warm)
+    warm.set_defaults(func="latency:cmd_warm")
 
+
+def _lut_parsers(sub, common) -> None:
     lut = sub.add_parser("lut", help="latency lookup tables").add_subparsers(dest="lut_command", required=True)
     build = lut.add_parser("build", parents=[common], help="measure (simulate, for edgetpu) a space's layers into "
                            "a table ahead of time")
@@ -220,7 +229,7 @@ def _latency_parsers(sub, jsonp) -> None:
     build.add_argument("--fit-samples", type=_COUNT, default=20, help="whole models the overhead is fitted on")
     build.add_argument("--seed", type=_COUNT, default=0)
     build.add_argument("--threads", type=_POSITIVE, default=1)
-    build.set_defaults(func=latency.cmd_lut_build)
+    build.set_defaults(func="latency:cmd_lut_build")
 
     kit = lut.add_parser("kit", help="one .tflite per distinct layer and an adb script, for your own phone")
     kit.add_argument("--space", required=True)
@@ -228,13 +237,20 @@ def _latency_parsers(sub, jsonp) -> None:
     kit.add_argument("--samples", type=_POSITIVE, default=10, help="architectures whose layers go in the kit")
     kit.add_argument("--fit-samples", type=_COUNT, default=5, help="of those, whole models to fit the overhead on")
     kit.add_argument("--seed", type=_COUNT, default=0)
-    kit.set_defaults(func=latency.cmd_lut_kit)
+    kit.set_defaults(func="latency:cmd_lut_kit")
 
     imp = lut.add_parser("import", help="turn a kit's device results into a lookup table")
     imp.add_argument("kit")
     imp.add_argument("--device", required=True, help="a name for the device, e.g. pixel8")
     imp.add_argument("--out", help="table file (default: KIT/lut-cpu-litert-DEVICE.json)")
-    imp.set_defaults(func=latency.cmd_lut_import)
+    imp.set_defaults(func="latency:cmd_lut_import")
+
+
+def _command(name: str):
+    """A command's function from its ``module:function`` name: a command's module (and torch, scipy, the
+    runtimes it needs) loads only when that command runs, so ``--help`` and a usage error stay quick."""
+    module, function = name.split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
 
 
 _SPLIT = {("latency", "calibrate"): "latency-calibrate", ("latency", "check"): "latency-check",
@@ -269,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already reported on one line
         return done.code if isinstance(done.code, int) else 1
     try:
-        return args.func(args)
+        return _command(args.func)(args)
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.fashion_mnist import load_fashion_mnist
+from ..env import environment
 from ..io import write_atomic
+from ..latency import get_latency_model
 from ..models import MODELS, get_arch, list_models
-from ..spec import Arch, Detector, Network, count, load_spec, spec_layers
+from ..models.forward_timing import zoo_forward_report
+from ..space import get_space
+from ..spec import Arch, Detector, Network, SpecError, count, load_spec, spec_layers
 from .output import emit_json, millions, table
 
 
@@ -19,8 +24,6 @@ def _arch_from(ref: str, input_size: int | None = None, tail: str | None = None)
     arch = load_spec(ref) if Path(ref).suffix in (".json", ".yaml", ".yml") else get_arch(ref)
     if tail is not None:
         if not isinstance(arch, Network):
-            from ..spec import SpecError
-
             raise SpecError(f"--tail: {arch.name or ref} is a classifier; only segmentation networks have a tail")
         arch = arch.with_tail(tail or None)
     return arch.replace(input_size=input_size) if input_size else arch
@@ -62,10 +65,6 @@ def cmd_models(args) -> int:
 
 def _add_forward_timing(rows: list[dict], args) -> list[dict]:
     import torch
-
-    from ..data.fashion_mnist import load_fashion_mnist
-    from ..env import environment
-    from ..models.forward_timing import zoo_forward_report
 
     torch.set_num_threads(args.threads)
     images, _ = load_fashion_mnist("test", args.data_dir)
@@ -133,8 +132,6 @@ def cmd_arch_dump(args) -> int:
 
 
 def cmd_space_show(args) -> int:
-    from ..space import get_space
-
     space = get_space(args.name)
     lo, hi = space.macs_range(np.random.default_rng(args.seed), args.samples)
     task = {"network": "segmentation", "detector": "detection"}.get(getattr(space.template, "kind", None),
@@ -143,8 +140,6 @@ def cmd_space_show(args) -> int:
     members = [n for n, inside in zoo.items() if inside]
     latency = None
     if args.target:
-        from ..latency import get_latency_model
-
         model, rng = get_latency_model(args.target, cache_dir=args.cache_dir), np.random.default_rng(args.seed)
         reports = [model.predict(space.sample_arch(rng)) for _ in range(args.target_samples)]
         totals = sorted(r.total for r in reports)

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import sys
+import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
 
+from ..env import write_record
+from ..latency import get_latency_model
+from ..latency.calibrate import calibrate
+from ..latency.check import check
+from ..latency.edgetpu import warm
+from ..latency.kit import import_results, write_kit
+from ..latency.scalesim_cycles import CycleCache
+from ..models import get_arch, list_models
 from ..progress import Progress
+from ..space import get_space
+from ..spec import Network, SpecError
 from .commands import _arch_from
 from .output import emit_json, table
 
-def _model(args, **options):
-    from ..latency import get_latency_model
 
+def _model(args, **options):
     return get_latency_model(args.target, cache_dir=args.cache_dir, lut_path=getattr(args, "lut", None), **options)
 
 
@@ -33,8 +44,6 @@ def cmd_latency(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from ..latency.calibrate import calibrate
-
     if args.target != "edgetpu":
         print(f"edgenas: error: calibrate fits the edgetpu model; {args.target!r} is measured, not fitted",
               file=sys.stderr)
@@ -67,9 +76,6 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from ..latency.check import check
-    from ..space import get_space
-
     if not args.space and not args.models:
         print("edgenas: error: latency check needs --space (sampled architectures) or --models (zoo models)",
               file=sys.stderr)
@@ -89,8 +95,6 @@ def cmd_check(args) -> int:
         result = check(model, archs, target=args.target, space=what, seed=args.seed, fit_archs=fit_archs,
                        progress=progress)
     if args.out:
-        from ..env import write_record
-
         write_record(args.out, {**result.to_dict(), "lut": model.lut.fingerprint.model_dump()}, args.threads)
     s = result.summary()
     if args.json:
@@ -112,13 +116,6 @@ def cmd_check(args) -> int:
 def cmd_warm(args) -> int:
     """Simulate every layer shape of sampled points of the spaces (and the zoo of their tasks) on the edgetpu
     model's array, so searches price them from the table instead of running SCALE-Sim."""
-    import time
-
-    from ..latency.edgetpu import warm
-    from ..latency.scalesim_cycles import CycleCache
-    from ..models import get_arch, list_models
-    from ..space import get_space
-
     if args.bundle:
         path = Path(__file__).parents[1] / "latency" / "data" / "scalesim-64x64.json"
         cache = CycleCache(path, use_bundled=False)
@@ -152,11 +149,6 @@ def cmd_warm(args) -> int:
 def _zoo_archs(pattern: str, tail: str | None, input_size: int | None = None) -> list:
     """Zoo models by name or glob (comma-separated), at their deployment size unless ``input_size`` is given;
     ``tail`` set on networks."""
-    from fnmatch import fnmatch
-
-    from ..models import get_arch, list_models
-    from ..spec import Network, SpecError
-
     names = [n for n in list_models() if any(fnmatch(n, p.strip()) for p in pattern.split(","))]
     if not names:
         raise SpecError(f"--models {pattern!r}: no zoo model matches (see `edgenas models`)")
@@ -166,9 +158,6 @@ def _zoo_archs(pattern: str, tail: str | None, input_size: int | None = None) ->
 
 
 def cmd_lut_build(args) -> int:
-    from ..models import get_arch, list_models
-    from ..space import get_space
-
     space = get_space(args.space)
     rng = np.random.default_rng(args.seed)
     archs = [space.fix(d) for d in space.covering()] if args.all else \
@@ -197,9 +186,6 @@ def cmd_lut_build(args) -> int:
 
 
 def cmd_lut_kit(args) -> int:
-    from ..latency.kit import write_kit
-    from ..space import get_space
-
     space = get_space(args.space)
     rng = np.random.default_rng(args.seed)
     archs = [space.sample_arch(rng) for _ in range(args.samples)]
@@ -214,8 +200,6 @@ def cmd_lut_kit(args) -> int:
 
 
 def cmd_lut_import(args) -> int:
-    from ..latency.kit import import_results
-
     lut = import_results(args.kit, args.device)
     out = Path(args.out or Path(args.kit) / f"lut-cpu-litert-{args.device}.json")
     lut.save(out)

@@ -3,15 +3,14 @@ evaluate, export, report); report."""
 
 from __future__ import annotations
 
+from ..search.decode import MOST_LIKELY
+from ..search.job import run
+from ..search.report import selection_text, write_report
 from .output import emit_json
 from .train import run_config
 
 
 def cmd_search(args) -> int:
-    from ..search.job import run
-    from ..search.decode import MOST_LIKELY
-    from ..search.report import selection_text
-
     cfg = run_config(args, {"search": {}, "out": "runs/search"}, _flags(args))
     result = run(cfg, resume=args.resume)
     if args.json:
@@ -60,7 +59,5 @@ def _flags(args) -> list[str]:
 
 
 def cmd_report(args) -> int:
-    from ..search.report import write_report
-
     print(write_report(args.dir))
     return 0

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .fashion_mnist import DataError, load_fashion_mnist
+from .fashion_mnist import CLASSES, DataError, load_fashion_mnist
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff"}
 
@@ -51,8 +51,6 @@ class ArrayDataset(_Seeded):
 
 
 def fashion_mnist(split: str, data_dir, transform, seed: int = 0, subset: int | None = None) -> ArrayDataset:
-    from .fashion_mnist import CLASSES
-
     images, labels = load_fashion_mnist(split, data_dir)
     if subset:
         images, labels = images[:subset], labels[:subset]

@@ -8,7 +8,7 @@ the block-level check that the fitted model keeps Google's finding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import nnls
@@ -16,7 +16,7 @@ from scipy.stats import kendalltau
 
 from ..models import MODELS, get_arch
 from ..spec import FusedIBN, IBN, GCIBN
-from .edgetpu import EdgeTPUModel, EdgeTPUParams
+from .edgetpu import ARRAY_OPS, EdgeTPUModel, EdgeTPUParams
 
 CALIBRATION_MODELS = [n for n, card in MODELS.items()
                       if card.published and card.published.latency_device == "Pixel 6 Edge TPU"]
@@ -56,8 +56,6 @@ class CalibrationResult:
         return early["fused_ibn"] < early["ibn"] and late["ibn"] < late["fused_ibn"]
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
         return {"params": asdict(self.params), "mape": self.mape, "loo_mape": self.loo_mape,
                 "loo_max_error": self.loo_max, "kendall_tau": self.kendall_tau, "finding_holds": self.finding_holds,
                 "blocks_ms": self.blocks,
@@ -72,8 +70,6 @@ def _mape(pred, true) -> float:
 def features(model: EdgeTPUModel, archs, packing: float) -> tuple[np.ndarray, np.ndarray]:
     """Per arch: [array and vector Mcycles, conv/linear layers, 1], and the off-chip and CPU-fallback ms the
     fit does not touch."""
-    from .edgetpu import ARRAY_OPS
-
     rows, offchip = [], []
     for arch in archs:
         terms = model.layer_terms(arch)

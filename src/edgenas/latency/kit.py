@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..env import write_record
-from ..spec import Arch, parse_spec
-from .base import LatencyError
 from ..export.litert import to_tflite
+from ..spec import Arch, parse_spec, spec_layers
+from .base import LatencyError
 from .lut import Fingerprint, Lut, LutEntry, Overhead, layer_key
 from .measured import MEASURED_OPS, Passthrough, arch_module, fit_correction, layer_class, layer_module
 
@@ -90,8 +90,6 @@ def write_kit(archs: list[Arch], out: str | Path, fit_archs: list[Arch], *, spac
 
 
 def _layers(arch: Arch):
-    from ..spec import spec_layers
-
     return [x for x in spec_layers(arch) if x.op in MEASURED_OPS]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..export.litert import to_tflite, to_tflite_int8
@@ -21,7 +22,6 @@ from .measured import MeasuredModel, repeat
 
 
 def time_tflite(path: str | Path, threads: int, runs: int, warmup: int = 3) -> list[float]:
-    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)

@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from ..env import cpu_model
+from ..nn import build_model
 from ..nn.layers import make_act
+from ..nn.network import Fuse, Resize, SamePool, Serving, onehot_argmax
 from ..rng import seeded
 from ..spec import Arch, Layer, spec_layers
 from .base import LatencyError, LatencyReport, LayerTime
@@ -81,8 +83,6 @@ def _layer_module(layer: Layer) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
 def _graph_layer(layer: Layer, c: int, h: int, w: int):
     """The layers heads add (N-input and weighted sums, pooling windows, resizes, concat, argmax), built
     with the same modules the network uses, so the runtime sees the same ops."""
-    from ..nn.network import Fuse, Resize, SamePool
-
     if layer.op == "add":
         return _Inputs(Fuse(layer.mode or "sum", layer.num_inputs, c), layer.act), tuple(
             torch.randn(1, c, h, w) for _ in range(layer.num_inputs))
@@ -128,20 +128,14 @@ class _Argmax(nn.Module):
 
 class _OneHotArgmax(nn.Module):
     def forward(self, x):
-        from ..nn.network import onehot_argmax
-
         return onehot_argmax(x)
 
 
 def arch_module(arch: Arch, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     """The whole model (eval mode) and one input, drawn from ``seed`` as ``layer_module``'s are."""
-    from ..nn import build_model
-
     with seeded(seed):
         model = build_model(arch).eval()
         if getattr(arch, "tail", None) is not None:  # a network with a serving tail is timed as it is served
-            from ..nn.network import Serving
-
             model = Serving(model).eval()
         return model, (torch.randn(1, arch.in_channels, arch.input_size, arch.input_size),)
 

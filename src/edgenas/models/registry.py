@@ -1,6 +1,7 @@
 """The model registry: one dict of named architectures; a duplicate name is an error, not a warning.
 
-Listing, looking up and counting a model needs only the spec (no torch); ``create_model`` builds it.
+Listing, looking up and counting a model needs only the spec (no torch); ``models.create.create_model``
+builds it.
 """
 
 from __future__ import annotations
@@ -83,15 +84,13 @@ def _cards() -> list[ModelCard]:
 
 def _segmentation_cards() -> list[ModelCard]:
     """Reference 4.4: int8, 512 x 512, ADE20K-32 (31 scored classes); mIoU with and without fused argmax."""
-    from .edgetpu_v2 import mobilenet_edgetpu_v2
-
     note, src, cards = "int8 TFLite, 512, ADE20K-32", _EDGETPU_README + "; TF-Hub deeplab-edgetpu", []
     for v, (params, miou, fused) in {"xs": (3.6, 56.02, 56.00), "s": (5.2, 59.43, 59.41),
                                      "m": (7.7, 59.81, 59.79)}.items():
         cards.append(ModelCard(
             f"deeplabv3plus_mobilenet_edgetpu_v2_{v}", "DeepLabv3+",
             lambda num_classes=32, v=v: segmentation.deeplabv3plus(
-                mobilenet_edgetpu_v2(v), f"deeplabv3plus_mobilenet_edgetpu_v2_{v}", num_classes), 32,
+                edgetpu_v2.mobilenet_edgetpu_v2(v), f"deeplabv3plus_mobilenet_edgetpu_v2_{v}", num_classes), 32,
             Published(None, note, src, params=params, miou=miou, miou_fused=fused), task="segmentation"))
     cards.append(ModelCard(
         "deeplabv3plus_mobilenet_v2", "DeepLabv3+",
@@ -154,10 +153,3 @@ def get_arch(name: str, num_classes: int | None = None) -> Arch | Network:
     count unless ``num_classes`` is given."""
     card = model_card(name)
     return card.build_arch(num_classes=num_classes or card.default_classes)
-
-
-def create_model(name: str, *, num_classes: int | None = None, **build_kwargs):
-    """Build a registered model as an ``nn.Module``. ``build_kwargs`` go to ``edgenas.nn.build_model``."""
-    from ..nn import build_model
-
-    return build_model(get_arch(name, num_classes), **build_kwargs)

@@ -14,6 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..nn.blocks import _ResidualBlock
+from ..nn.layers import ConvNormAct
+from .tflite_graph import read_tflite
+
 
 def load_photo(path: str | Path, size: int) -> np.ndarray:
     """uint8 HxWx3 RGB, resized (not cropped) to ``size`` x ``size``."""
@@ -84,10 +88,6 @@ def simulate_quantization(model, tflite: str | Path) -> list:
     """Hooks that round our classifier's activations to the TFLite's 8-bit grid where the file stores them:
     every conv output (after its fused activation), every residual sum, the logits. With them, what still
     differs is structure, not arithmetic. Returns the hook handles (``.remove()`` them to undo)."""
-    from ..nn.blocks import _ResidualBlock
-    from ..nn.layers import ConvNormAct
-    from .tflite_graph import read_tflite
-
     graph = read_tflite(tflite)
     lo, hi = (0, 255) if graph.tensors[graph.inputs[0]].dtype == "UINT8" else (-128, 127)
 

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ..errors import EdgenasError
+from ..nn import build_model
+from ..nn.network import use_tf_padding
 from .registry import get_arch
 from .tflite_graph import read_tflite
 
@@ -109,9 +111,6 @@ def from_tflite(name: str, path: str | Path) -> nn.Module:
     if name not in SUPPORTED:
         raise TFLiteImportError(f"from_tflite knows how {', '.join(SUPPORTED)} map onto Google's files, "
                                 f"not {name!r}")
-    from ..nn import build_model
-    from ..nn.network import use_tf_padding
-
     graph = read_tflite(path)
     spec = get_arch(name)
     model = build_model(spec.replace(padding="tf")) if name.startswith("autoseg") else \

@@ -16,10 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from ..eval.metrics import top1
-from ..space import SearchSpace
+from ..nn import build_model
 from ..rng import seeded
+from ..space import SearchSpace
 from ..train.schedule import lr_factor
 from .controller import Trial, reward
+from .objective import objective
+from .proxy import splits
 from .supernet import recalibrate_bn
 
 
@@ -38,8 +41,6 @@ def train_briefly(arch, train_batches: Callable[[int], tuple], held: tuple, step
 
 
 def _train_briefly(arch, train_batches, held, steps: int, lr: float, zero_head: bool = True, objective=None) -> float:
-    from ..nn import build_model
-
     model = build_model(arch).train()
     if zero_head and objective is None:
         torch.nn.init.zeros_(model.head.classifier.weight)
@@ -80,9 +81,6 @@ def make_evaluator(cfg, space: SearchSpace, latency, steps: int,
     is trained (default ``space``); latency is priced on ``space``, as TuNAS prices it. Classification keeps
     the cross-entropy with label smoothing 0.1 and top-1; other tasks train and score with their
     ``search.objective``."""
-    from .objective import objective
-    from .proxy import splits
-
     task = task or space
     batches, held_batches = splits(cfg, task, cfg.search.heldout)
     held = held_batches(0)  # the whole held-out split

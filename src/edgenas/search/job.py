@@ -11,9 +11,14 @@ from pathlib import Path
 import torch.distributed as dist
 
 from ..config import RunConfig, load_config
+from ..export import export
+from ..export.api import parity_data
 from ..io import write_atomic
 from ..progress import note
 from ..spec import parse_arch, parse_spec
+from ..tasks import get_task
+from ..train.loop import fit, fit_classification
+from ..train.setup import load_trained
 from .report import write_report
 from .tunas import search
 
@@ -29,11 +34,6 @@ def retrain(cfg: RunConfig, result: dict, *, resume: bool, progress: bool = True
          f"{cfg.data.dataset}, into {Path(cfg.out) / 'retrain'}", progress and _rank0())
     if cfg.task != "classification":
         return _retrain_dense(cfg, result, resume=resume, progress=progress)
-    from ..export import export
-    from ..export.api import parity_data
-    from ..train.loop import fit_classification
-    from ..train.setup import load_trained
-
     out = Path(cfg.out)
     arch = parse_arch(result["task_arch"])
     arch.save(out / "task_arch.yaml")
@@ -68,10 +68,6 @@ def training_config(cfg: RunConfig, spec, arch_file: Path, epochs: int, out: Pat
 def _retrain_dense(cfg: RunConfig, result: dict, *, resume: bool, progress: bool) -> dict:
     """``retrain`` for a segmentation network or a detector: the task's own training, validation metric
     and export (for segmentation the serving graph with the exact argmax tail), checked against PyTorch."""
-    from ..tasks import get_task
-    from ..train.loop import fit
-    from ..train.setup import load_trained
-
     out, task = Path(cfg.out), get_task(cfg)
     spec = parse_spec(result["task_arch"])
     rcfg = training_config(cfg, spec, out / "task_arch.yaml", cfg.search.retrain_epochs, out / "retrain")

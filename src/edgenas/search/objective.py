@@ -18,6 +18,10 @@ import torch.nn.functional as F
 
 from ..config import RunConfig
 from ..eval.metrics import top1
+from ..eval.seg_metrics import SegmentationMeter
+from ..tasks import get_task
+from ..tasks.detection import DetectionLoss
+from ..tasks.segmentation import IGNORE_INDEX
 
 
 class Objective:
@@ -33,21 +37,14 @@ def objective(cfg: RunConfig, task_spec) -> Objective:
         smoothing = cfg.train.label_smoothing
         return Objective("held-out top-1",
                          lambda out, y: F.cross_entropy(out, y, label_smoothing=smoothing), top1)
-    from ..tasks import get_task
-
     task = get_task(cfg)
     if cfg.task == "segmentation":
-        from ..eval.seg_metrics import SegmentationMeter
-        from ..tasks.segmentation import IGNORE_INDEX
-
         def miou(out, y) -> float:
             meter = SegmentationMeter(task_spec.num_classes, IGNORE_INDEX)
             meter.update(out, y)
             return meter.summary()["quality"] / 100
 
         return Objective("held-out mIoU", task.loss(cfg), miou)
-    from ..tasks.detection import DetectionLoss
-
     loss = DetectionLoss(task_spec)  # the anchors: every point has the same head sources at the same levels
 
     def inverse_loss(out, y) -> float:

@@ -11,6 +11,9 @@ import torch
 from ..config import RunConfig
 from ..space import SearchSpace
 from ..spec import Arch, SpecError
+from ..tasks import get_task
+from ..tasks.detection import NUM_CLASSES as DET_CLASSES
+from ..tasks.segmentation import NUM_CLASSES as SEG_CLASSES
 from ..train.setup import data_shape
 
 
@@ -63,9 +66,6 @@ def _dense_task_space(cfg: RunConfig, space: SearchSpace) -> SearchSpace:
     t = space.template
     if t.task != cfg.task:
         raise SpecError(f"search.space: {space.name} is a {t.task} space; set task: {t.task}")
-    from ..tasks.detection import NUM_CLASSES as DET_CLASSES
-    from ..tasks.segmentation import NUM_CLASSES as SEG_CLASSES
-
     classes = (SEG_CLASSES if t.task == "segmentation" else DET_CLASSES).get(cfg.data.dataset)
     if classes is None:
         raise SpecError(f"data.dataset: {cfg.data.dataset} fixes no class count for a {t.task} search")
@@ -101,8 +101,6 @@ def splits(cfg: RunConfig, space: SearchSpace, held_batch: int) -> tuple[Batches
     """Batches for weight steps (the training images but the last ``search.heldout``, augmented as
     configured) and for quality estimates (those last images, transformed as at evaluation). ``space``:
     the task space (``task_space``)."""
-    from ..tasks import get_task
-
     task = get_task(cfg)
     template = space.sample_arch(np.random.default_rng(cfg.train.seed))  # input size, channels, preprocessing
     train_data = task.dataset(cfg, template, "train")

@@ -7,6 +7,7 @@ from typing import Callable
 
 from ..config import RunConfig
 from ..env import environment
+from ..models import get_arch, list_models
 from ..space import SearchSpace
 from .proxy import proxy_note
 
@@ -16,8 +17,6 @@ def chosen_record(cfg: RunConfig, space: SearchSpace, task: SearchSpace, latency
     """What every strategy's result.json holds: the chosen arch (and the task's), its predicted latency against
     the target, the zoo at the same deployment size (with ``scores(match)`` for the zoo models that are points
     of the space), the proxy note, the environment and the config."""
-    from ..models import get_arch, list_models
-
     s = cfg.search
     arch = space.fix(decision).replace(name=f"{space.name}-searched")
     report = latency.predict(arch)

@@ -45,6 +45,7 @@ from ..train.loop import distributed, make_optimizer
 from ..train.schedule import lr_factor
 from .controller import Controller, Reinforce, Trial, reward
 from .decode import decode
+from .multitrial import multitrial_search
 from .objective import objective
 from .proxy import splits, task_space
 from .record import chosen_record
@@ -342,8 +343,6 @@ def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None
     ``stop_after``: return after that many steps, as an interruption would (tests). A multi-trial strategy
     (random, evolution) runs ``search.multitrial``."""
     if cfg.search is not None and cfg.search.strategy != "tunas":
-        from .multitrial import multitrial_search
-
         return multitrial_search(cfg, resume=resume, progress=progress)
     job = TunasSearch(cfg, progress=progress)
     if job.rank == 0:

@@ -18,8 +18,10 @@ from __future__ import annotations
 from ..data.shape import FASHION_MNIST
 from ..spec import GCIBN, IBN, Arch, FusedIBN, Head, Preprocess, Skip, Stage, Stem
 from ..spec.errors import UnknownName
+from .autoseg import autoseg_512
 from .choice import Choice
 from .space import SearchSpace
+from .spaghetti import spaghetti_320
 
 KERNELS = (3, 5)
 EXPANSIONS = (4, 8)
@@ -88,18 +90,6 @@ def small_28() -> SearchSpace:
         preprocess=FASHION_MNIST.preprocess,
     )
     return SearchSpace("small-28", template, "Same block choices for 28-64 px single-channel inputs, 10 classes")
-
-
-def autoseg_512() -> SearchSpace:
-    from .autoseg import autoseg_512
-
-    return autoseg_512()
-
-
-def spaghetti_320() -> SearchSpace:
-    from .spaghetti import spaghetti_320
-
-    return spaghetti_320()
 
 
 SPACES = {"edgetpu-v2-224": edgetpu_v2_224, "small-28": small_28, "autoseg-512": autoseg_512,
