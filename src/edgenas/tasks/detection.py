@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.fashion_mnist import DataError
+from ..errors import DataError
 from ..det import SSDLoss, postprocess, ssd_anchors
 from ..eval.det_metrics import DetectionMeter
 from ..spec import Detector, SpecError

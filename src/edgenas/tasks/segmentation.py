@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.fashion_mnist import DataError
+from ..errors import DataError
 from ..data.segmentation import ADE20K_32_CLASSES, CAMVID_CLASSES, COMPOSITE_CLASSES
 from ..eval.seg_metrics import SegmentationMeter, resize_logits
 from ..spec import Network, SpecError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import DataConfig, RunConfig
 from ..data.datasets import ImageFolder, fashion_mnist
-from ..data.fashion_mnist import DataError
+from ..errors import DataError
 from ..data.shape import FASHION_MNIST, DataShape
 from ..data.transforms import build_transform
 from ..models import get_arch
