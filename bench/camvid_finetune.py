@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edgenas.config import load_config
 from edgenas.env import environment, write_record
+from edgenas.tasks import get_task
 from edgenas.train.loop import CHECKPOINT, fit
 
 TFLITE = Path(__file__).resolve().parents[1] / "tests/fixtures/google/autoseg_edgetpu_xs_fused_argmax.tflite"
@@ -27,7 +28,7 @@ def run(name: str, args, extra: list[str]) -> dict:
     cfg = load_config("configs/seg_camvid.yaml", overrides=[
         f"data.data_dir={args.camvid}", f"train.epochs={args.epochs}", f"out={out}", *extra])
     t0 = time.perf_counter()
-    fit(cfg, resume=(out / CHECKPOINT).is_file())
+    fit(cfg, get_task(cfg), resume=(out / CHECKPOINT).is_file())
     wall = time.perf_counter() - t0
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in history if "val_miou" in r]

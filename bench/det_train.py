@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgenas.config import load_config
 from edgenas.env import environment, write_record
+from edgenas.tasks import get_task
 from edgenas.train.loop import CHECKPOINT, fit
 
 RUNS = {
@@ -36,7 +37,7 @@ def run(name: str, args, extra: list[str]) -> dict:
     cfg = load_config("configs/det_composite.yaml", overrides=[
         f"out={out}", f"train.threads={args.threads}", "train.log_every=50", *extra, *data])
     t0 = time.perf_counter()
-    fit(cfg, resume=(out / CHECKPOINT).is_file())
+    fit(cfg, get_task(cfg), resume=(out / CHECKPOINT).is_file())
     wall = time.perf_counter() - t0
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in history if "val_map" in r]

@@ -21,7 +21,8 @@ def _arch_from(ref: str, input_size: int | None = None, tail: str | None = None)
         if not isinstance(arch, Network):
             from ..spec import SpecError
 
-            raise SpecError(f"--tail: {arch.name or ref} is a classifier; only segmentation networks have a tail")
+            what = "a detector (NMS is its serving end)" if isinstance(arch, Detector) else "a classifier"
+            raise SpecError(f"--tail: {arch.name or ref} is {what}; only segmentation networks have a tail")
         arch = arch.with_tail(tail or None)
     return arch.replace(input_size=input_size) if input_size else arch
 

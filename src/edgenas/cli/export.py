@@ -9,7 +9,7 @@ def cmd_export(args) -> int:
     from ..export import ExportError
     from ..io import writable
     from ..tasks import get_task
-    from ..train.setup import load_trained
+    from ..train.checkpoint import load_trained
 
     if args.format.endswith("int8") and args.calibration_images < 1:
         raise ExportError(f"--calibration-images {args.calibration_images}: {args.format} needs at least one "

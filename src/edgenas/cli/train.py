@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import torch
+
+from ..config import load_config
+from ..errors import EdgenasError
+from ..models.timm_weights import from_timm
+from ..tasks import get_task
+from ..tasks.base import percent
+from ..train.checkpoint import load_trained
+from ..train.loop import evaluate, fit
 from .output import emit_json, table
 
 
 def run_config(args, base: dict | None = None, flags: list[str] = ()):
     """The ``RunConfig`` of a train or search command: ``base`` <- --config <- --out, --data-dir, the
     command's own ``flags`` (as overrides), --set (the command line wins over the file)."""
-    from ..config import load_config
-
     base = dict(base or {})
     if getattr(args, "model", None):
         base["model"] = {"name": args.model}
@@ -23,37 +30,25 @@ def run_config(args, base: dict | None = None, flags: list[str] = ()):
 
 
 def cmd_train(args) -> int:
-    from ..tasks import get_task
-    from ..train import loop
-
     cfg = run_config(args)
-    record = loop.fit(cfg, resume=args.resume)
+    task = get_task(cfg)
+    history = fit(cfg, task, resume=args.resume)
+    record = history[-1] if history else {}
     if args.json:
         emit_json(record)
     elif record:
-        print(f"{cfg.out}: epoch {record['epoch'] + 1}/{cfg.train.epochs}, val {get_task(cfg).quality_label} "
+        print(f"{cfg.out}: epoch {record['epoch'] + 1}/{cfg.train.epochs}, val {task.quality_label} "
               f"{record['val_quality']:.2f}%, checkpoint {cfg.out}/checkpoint.pt")
     return 0
 
 
 def cmd_eval(args) -> int:
-    import torch
-
-    from ..config import load_config
-    from ..errors import EdgenasError
-    from ..tasks import get_task
-    from ..tasks.base import percent
-    from ..train.loop import evaluate
-    from ..train.setup import load_trained
-
     timm = bool(args.model or args.weights)
     if bool(args.checkpoint) == timm or (timm and not (args.model and args.weights)):
         raise EdgenasError("give a checkpoint, or --model NAME --weights FILE (one of the two)")
     if args.checkpoint:
         cfg, arch, model = load_trained(args.checkpoint, ema=args.ema, overrides=args.set or [])
     else:
-        from ..models.timm_weights import from_timm
-
         if args.ema:
             raise EdgenasError("--ema: timm weights are one set of weights; --ema applies to a checkpoint")
         model = from_timm(args.model, args.weights)

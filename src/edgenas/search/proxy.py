@@ -11,7 +11,7 @@ import torch
 from ..config import RunConfig
 from ..space import SearchSpace
 from ..spec import Arch, SpecError
-from ..train.setup import data_shape
+from ..tasks.classification import data_shape
 
 
 class Batches:
