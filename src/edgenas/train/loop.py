@@ -160,9 +160,10 @@ def same_spec(saved: str, spec) -> bool:
 
 def trained_images(n: int, batch_size: int) -> int:
     """How many of a process's ``n`` shuffled images an epoch trains on: all, except a last batch of one
-    image when there are other batches. BatchNorm cannot normalise one value per channel (after a global
-    pool, as in DeepLab's image pooling or an SSD head), and that image is in another batch next epoch;
-    torchvision's detection references drop incomplete batches for the same reason."""
+    image when there are other batches. BatchNorm in training cannot normalise one value per channel, which
+    one image gives wherever a feature map is 1x1 (a global pool; a dense network's coarsest levels at small
+    inputs); the shuffle puts that image in another batch next epoch. (torchvision's detection references
+    drop every incomplete last batch; this keeps the pinned figures of runs whose last batch is larger.)"""
     return n - 1 if n > batch_size and n % batch_size == 1 else n
 
 
