@@ -30,8 +30,9 @@ from edgenas.env import write_record
 from edgenas.export.api import parity_data
 from edgenas.search.proxy import task_space
 from edgenas.space import get_space
-from edgenas.train.loop import fit_classification
-from edgenas.train.setup import load_trained
+from edgenas.tasks import ClassificationTask
+from edgenas.train.checkpoint import load_trained
+from edgenas.train.loop import fit
 
 QUICKSTART = "configs/quickstart.yaml"
 TORCHVISION = model_module.init_weights  # what edgenas uses
@@ -105,7 +106,7 @@ def main() -> None:
                                 "out": str(out / name)})
         saved, model_module.init_weights = model_module.init_weights, init
         try:
-            fit_classification(cfg, resume=True)
+            fit(cfg, ClassificationTask(), resume=True)
         finally:
             model_module.init_weights = saved
         rows[name] = measure(out / name / "checkpoint.pt")

@@ -41,12 +41,12 @@ from edgenas.models import get_arch, list_models
 from edgenas.search.baselines import best, make_evaluator, run_baseline, train_briefly
 from edgenas.search.supernet import Supernet
 from edgenas.search.proxy import splits
-from edgenas.search.tunas import search
+from edgenas.search import search
 from edgenas.space import get_space
 from edgenas.spec import block_plan, count
 from edgenas.data.shape import FASHION_MNIST
 from edgenas.eval.metrics import top1
-from edgenas.train.setup import adapt_arch
+from edgenas.tasks.classification import adapt_arch
 
 SPACE = "small-28"
 TARGETS = {"edgetpu": [0.26, 0.32, 0.40], "cpu-ort": [1.2, 1.8, 2.6]}  # ms, inside the sampled ranges
@@ -278,7 +278,7 @@ def phase_equal_compute(state, root):
 
 def _test_split(cfg, arch):
     """The Fashion-MNIST test set (first 5000 images), transformed for evaluation."""
-    from edgenas.train.setup import dataset
+    from edgenas.tasks.classification import dataset
 
     test = dataset(cfg, arch, "val")
     n = min(5000, len(test))

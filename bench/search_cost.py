@@ -37,7 +37,7 @@ from edgenas.nn import build_model
 from edgenas.search.baselines import train_briefly
 from edgenas.search.proxy import splits
 from edgenas.search.supernet import Supernet
-from edgenas.search.tunas import search
+from edgenas.search import search
 from edgenas.space import get_space
 from edgenas.train.loop import make_optimizer
 

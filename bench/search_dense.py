@@ -41,7 +41,7 @@ from edgenas.models import get_arch
 from edgenas.search.baselines import best, make_evaluator, run_baseline, train_briefly
 from edgenas.search.objective import objective
 from edgenas.search.proxy import splits, task_space
-from edgenas.search.tunas import search
+from edgenas.search import search
 from edgenas.space import get_space
 from edgenas.spec import count
 from search_benchmarks import State  # bench/ is on the path when a bench script runs
@@ -96,6 +96,7 @@ class Bench:
         quality (the task's metric, %), stored once."""
         if not self.state.get(key):
             from edgenas.search.job import training_config
+            from edgenas.tasks import get_task
             from edgenas.train.loop import fit
 
             cfg = self.cfg(space, "unused", f"train.seed={seed}")
@@ -103,7 +104,7 @@ class Bench:
             out = self.root / key.replace("/", "-")
             out.mkdir(parents=True, exist_ok=True)
             rcfg = training_config(cfg, spec, out / "arch.yaml", 1 if self.smoke else FINAL_EPOCHS, out / "train")
-            record = fit(rcfg, resume=True)
+            record = fit(rcfg, get_task(rcfg), resume=True)[-1]
             latency = get_latency_model("edgetpu").predict(get_space(space).fix(decision)).total
             self.state.put(key, {"quality": record["val_quality"], "latency": latency})
             print(f"{key}: {record['val_quality']:.2f}% at {latency:.4g} ms", flush=True)

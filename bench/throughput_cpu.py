@@ -23,7 +23,7 @@ from edgenas.export.onnx import ort_session, run_onnx, to_onnx
 from edgenas.models import get_arch, list_models
 from edgenas.nn import build_model
 from edgenas.data.shape import FASHION_MNIST
-from edgenas.train.setup import adapt_arch
+from edgenas.tasks.classification import adapt_arch
 
 
 def adapted(name: str, size: int):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from common import epochs  # bench/ is on the path when a bench script runs
 from edgenas.config import RunConfig, load_config
+from edgenas.tasks import get_task
 from edgenas.train.loop import CHECKPOINT, fit
 
 
@@ -16,7 +17,7 @@ def timed_fit(config: str, out: Path, overrides: list[str], key: str) -> tuple[R
     epochs' train time and CPU-minutes (train time x threads, the cost on this machine's cores)."""
     cfg = load_config(config, overrides=[f"out={out}", *overrides])
     t0 = time.perf_counter()
-    fit(cfg, resume=(out / CHECKPOINT).is_file())
+    fit(cfg, get_task(cfg), resume=(out / CHECKPOINT).is_file())
     wall = time.perf_counter() - t0
     done = epochs(out / "metrics.jsonl", key)
     train = sum(r["epoch_seconds"] for r in done)

@@ -16,7 +16,8 @@ from common import epochs, parser  # bench/ is on the path when a bench script r
 from edgenas.config import load_config
 from edgenas.env import write_record
 from edgenas.io import write_atomic
-from edgenas.train.loop import fit_classification
+from edgenas.tasks import ClassificationTask
+from edgenas.train.loop import fit
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     timing = Path(args.out) / "wall_seconds.json"
     spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
     t0 = time.time()
-    record = fit_classification(cfg, resume=True)
+    record = fit(cfg, ClassificationTask(), resume=True)[-1]
     spent += time.time() - t0
     write_atomic(timing, json.dumps({"seconds": spent}))  # a torn file would lose the time spent so far
     history = epochs(Path(args.out) / "metrics.jsonl", "val_top1")

@@ -39,3 +39,16 @@ def test_errors_name_the_file(tmp_path):
         read_idx(tmp_path / "short")
     with pytest.raises(DataError, match="not found; install Debian's dataset-fashion-mnist"):
         load_fashion_mnist("train", tmp_path)
+
+
+def test_float_images_are_refused_with_their_file_and_type(tmp_path):
+    """IDX type 0x0D (float32) is valid IDX, but not Fashion-MNIST's 8-bit images: one line, not PIL's
+    "Invalid mode for data type" from inside a transform."""
+    write_fashion_mnist(tmp_path)
+    floats = np.zeros((6, 28, 28), ">f4")
+    header = bytes([0, 0, 0x0D, 3]) + b"".join(int(d).to_bytes(4, "big") for d in floats.shape)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(header + floats.tobytes())
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: holds float32 values \(IDX type code 0x0D\); "
+                                        r"Fashion-MNIST's images are uint8"):
+        load_fashion_mnist("test", tmp_path)

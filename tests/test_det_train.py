@@ -11,11 +11,10 @@ from edgenas.cli import main
 from edgenas.config import load_config
 from edgenas.det import SSDLoss
 from edgenas.spec import Detector, SpecError
-from edgenas.tasks import get_task
+from edgenas.tasks import DetectionTask, get_task
 from edgenas.tasks.detection import DetectionLoss, anchors_of
-from edgenas.train.checkpoint import load_checkpoint
+from edgenas.train.checkpoint import load_checkpoint, load_trained
 from edgenas.train.loop import fit
-from edgenas.train.setup import load_trained
 
 # SpaghettiNet-EdgeTPU-S at 64 px (~42 MMACs an image): 2 steps of 8 scenes an epoch, 8 validation scenes
 DET = ["task=detection", "model.name=spaghettinet_edgetpu_s", "model.input_size=64", "data.train_subset=16",
@@ -32,12 +31,31 @@ DET = ["task=detection", "model.name=spaghettinet_edgetpu_s", "model.input_size=
 def test_bad_detection_settings_are_one_line(overrides, message):
     if message is None:  # valid as a config; the task names the mismatch when it builds the spec
         cfg = load_config(overrides=DET + overrides)
-        with pytest.raises(SpecError, match="model.name: autoseg_edgetpu_xs is not a detector"):
+        with pytest.raises(SpecError, match="model.name: autoseg_edgetpu_xs is a segmentation network; set task: "
+                                            r"segmentation to train it \(this run's task is detection\)"):
             get_task(cfg).spec(cfg)
         return
     with pytest.raises(SpecError) as err:
         load_config(overrides=DET + overrides)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_a_detector_is_refused_by_the_other_tasks_with_one_line(task):
+    """Bug (b): classification refused only a ``Network``, and then failed on a detector with an unrelated error."""
+    cfg = load_config(overrides=[f"task={task}", "model.name=spaghettinet_edgetpu_s"]
+                      + (["data.dataset=composite"] if task == "segmentation" else []))
+    with pytest.raises(SpecError, match=r"^model.name: spaghettinet_edgetpu_s is a detection network; set task: "
+                                        f"detection to train it \\(this run's task is {task}\\)$"):
+        get_task(cfg).spec(cfg)
+
+
+def test_pretrained_tflite_weights_on_a_detector_are_refused_with_one_line():
+    """``load_pretrained`` read ``model.arch``, which a ``DetectorModel`` does not have (an AttributeError)."""
+    cfg = load_config(overrides=DET + ["model.pretrained=/x/google.tflite"])
+    with pytest.raises(SpecError, match=r"^model.pretrained: /x/google.tflite: TFLite weights import into "
+                                        r"autoseg_edgetpu_xs, mobilenet_edgetpu_100, not into a detector"):
+        get_task(cfg).spec(cfg)
 
 
 def test_the_spec_takes_classes_from_the_data_and_the_config_file_loads():
@@ -67,10 +85,10 @@ def test_the_task_loss_is_ssd_loss_over_the_specs_anchors():
 def det_runs(tmp_path_factory):
     """An uninterrupted 2-epoch run, and one stopped after epoch 1 then resumed."""
     root = tmp_path_factory.mktemp("det")
-    full = fit(load_config(overrides=DET + [f"out={root / 'full'}"]))
+    full = fit(load_config(overrides=DET + [f"out={root / 'full'}"]), DetectionTask())[-1]
     half = load_config(overrides=DET + [f"out={root / 'half'}"])
-    fit(half, stop_after=1)
-    fit(half, resume=True)
+    fit(half, DetectionTask(), stop_after=1)
+    fit(half, DetectionTask(), resume=True)
     return root, full
 
 

@@ -12,7 +12,8 @@ from edgenas.export.api import FP32, INT8, Tolerance, check_parity
 from edgenas.export.onnx import to_onnx
 from edgenas.models import get_arch
 from edgenas.nn import build_model
-from edgenas.train.loop import fit_classification
+from edgenas.tasks import ClassificationTask
+from edgenas.train.loop import fit
 
 from test_train import SMALL
 
@@ -23,9 +24,9 @@ def trained(tmp_path_factory):
     unsettled network are dominated by outliers, which says nothing about the exporter."""
     out = tmp_path_factory.mktemp("run")
     overrides = [s for s in SMALL if s.split("=")[0] not in ("model.name", "model.stem_stride", "train.bn_momentum")]
-    fit_classification(load_config(overrides=overrides + [
+    fit(load_config(overrides=overrides + [
         "model.name=mobilenet_edgetpu_v2_tiny", "data.train_subset=6000", "train.epochs=3", "train.threads=2",
-        f"out={out}"]))
+        f"out={out}"]), ClassificationTask())
     return out / "checkpoint.pt"
 
 

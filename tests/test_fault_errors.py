@@ -22,8 +22,10 @@ from edgenas.data.fashion_mnist import DataError
 from edgenas.data.transforms import build_transform
 from edgenas.errors import EdgenasError
 from edgenas.io import write_atomic
-from edgenas.train.checkpoint import load_checkpoint
-from edgenas.train.loop import DivergedError, fit_classification
+from edgenas.nn import build_model
+from edgenas.tasks import ClassificationTask, get_task
+from edgenas.train.checkpoint import load_checkpoint, save_checkpoint
+from edgenas.train.loop import DivergedError, fit
 
 # 2 steps an epoch, 64 test images: the smallest run that trains, evaluates and checkpoints
 TINY = ["model.name=mobilenet_v3_small", "model.stem_stride=1", "data.train_subset=128", "data.val_subset=64",
@@ -56,7 +58,7 @@ def dead_pid() -> int:
 def half_run(tmp_path_factory):
     """A run folder holding the checkpoint of epoch 1 of 2, trained without EMA."""
     out = tmp_path_factory.mktemp("half") / "run"
-    fit_classification(load_config(overrides=TINY + [f"out={out}"]), stop_after=1)
+    fit(load_config(overrides=TINY + [f"out={out}"]), ClassificationTask(), stop_after=1)
     return out
 
 
@@ -83,6 +85,35 @@ def _bad_checkpoint(tmp_path, kind: str):
     else:
         torch.save({"arch": "{}", "model": {}}, path)  # a dict that lacks config and ema
     return path
+
+
+SEG_64 = ["task=segmentation", "model.name=autoseg_edgetpu_xs", "model.input_size=64"]
+DET_64 = ["task=detection", "model.name=spaghettinet_edgetpu_s", "model.input_size=64"]
+
+
+def _untrained_checkpoint(path, overrides: list[str], config: list[str] | None = None):
+    """A training checkpoint (untrained weights) of the spec ``overrides`` trains, its stored config that of
+    ``config`` (default: the same overrides)."""
+    cfg = load_config(overrides=overrides)
+    spec = get_task(cfg).spec(cfg)
+    stored = load_config(overrides=config) if config else cfg
+    save_checkpoint({"arch": spec.to_json(), "config": stored.to_yaml(), "model": build_model(spec).state_dict(),
+                     "ema": {}}, path)
+    return path
+
+
+@pytest.mark.parametrize("trained,config,sets,holds,asked", [
+    (SEG_64, None, ["--set", "task=detection"], "segmentation", "detection"),
+    (["model.name=mobilenet_v3_small"], None, ["--set", "task=segmentation", "--set", "data.dataset=composite"],
+     "classification", "segmentation"),
+    (DET_64, SEG_64, [], "detection", "segmentation"),  # the stored config says segmentation
+])
+def test_a_checkpoint_of_another_task_is_named_with_both_tasks(tmp_path, capsys, trained, config, sets, holds, asked):
+    """These ended in AttributeErrors: the asked task read fields the checkpoint's spec does not have."""
+    path = _untrained_checkpoint(tmp_path / "checkpoint.pt", trained, config)
+    line = cli_error(capsys, "eval", str(path), *sets)
+    assert line.startswith(f"edgenas: error: {path}: holds a {holds} model (") and \
+        f"but task {asked} was asked for; evaluate it with task {holds} (--set task={holds})" in line
 
 
 @pytest.mark.parametrize("command", ["eval", "export"])
@@ -202,7 +233,7 @@ def test_divergence_on_resume_keeps_the_last_good_checkpoint(half_run, tmp_path)
     before = (out / "checkpoint.pt").read_bytes()
     with pytest.raises(DivergedError, match=r"epoch 2, step 2: the training loss is nan.*checkpoint.pt, of the "
                                             r"last good epoch, is kept"):
-        fit_classification(load_config(overrides=TINY + [f"out={out}"]), resume=True)
+        fit(load_config(overrides=TINY + [f"out={out}"]), ClassificationTask(), resume=True)
     assert (out / "checkpoint.pt").read_bytes() == before
     assert not list(out.glob(".*.tmp"))
 
@@ -220,7 +251,7 @@ def test_a_resumed_run_cleans_killed_writes_and_logs_each_record_once(half_run, 
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (out / f".arch.yaml.{live.pid}.tmp").write_text("in flight")
-        fit_classification(load_config(overrides=TINY + [f"out={out}"]), resume=True)
+        fit(load_config(overrides=TINY + [f"out={out}"]), ClassificationTask(), resume=True)
         assert (out / f".arch.yaml.{live.pid}.tmp").exists()
     finally:
         live.kill()

@@ -184,6 +184,13 @@ def test_debug_shows_the_traceback_before_or_after_the_command(tmp_path):
             main(argv)
 
 
+@pytest.mark.parametrize("model,what", [("spaghettinet_edgetpu_s", "a detector"), ("mobilenet_v2", "a classifier")])
+def test_a_tail_on_a_model_without_one_names_what_the_model_is(capsys, model, what):
+    """A detector was called a classifier."""
+    message = one_line_error(*cli(capsys, "profile", model, "--tail", "resize320,argmax"))
+    assert message.startswith(f"--tail: {model} is {what}") and "only segmentation networks have a tail" in message
+
+
 def test_usage_errors_are_one_line_with_exit_status_2(capsys):
     for argv, message in [
         (["profile", "mobilenet_v2", "--input-size", "0"], "argument --input-size: must be at least 1, got 0"),

@@ -49,7 +49,7 @@ def test_the_job_retrains_evaluates_and_exports_the_winner(search_dir):
     # top-1 is the saved model's, counted again here on the same 200 test images (in the fit loop's batches,
     # so that no other conv algorithm can move a near tie), as correct / 200 x 100
     from edgenas.export.api import parity_data
-    from edgenas.train.setup import load_trained
+    from edgenas.train.checkpoint import load_trained
 
     cfg, arch, model = load_trained(out / "retrain" / "checkpoint.pt")
     images, labels, _ = parity_data(cfg, arch, check=1000, calibration=0)

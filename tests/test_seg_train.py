@@ -12,12 +12,11 @@ from conftest import need_shared
 from edgenas.cli import main
 from edgenas.config import load_config
 from edgenas.spec import Network, SpecError
-from edgenas.tasks import get_task
+from edgenas.tasks import SegmentationTask, get_task
 from edgenas.tasks.segmentation import SegmentationLoss
-from edgenas.train.checkpoint import load_checkpoint
+from edgenas.train.checkpoint import load_checkpoint, load_trained
 from edgenas.train.loop import fit
 from edgenas.train.schedule import lr_factor
-from edgenas.train.setup import load_trained
 
 # Autoseg-EdgeTPU-XS at 64 px (~30 MMACs an image): 4 steps of 8 scenes an epoch, 16 validation scenes
 SEG = ["task=segmentation", "model.name=autoseg_edgetpu_xs", "model.input_size=64", "data.train_subset=32",
@@ -59,7 +58,8 @@ def test_task_defaults_and_config_files():
 
 
 def test_a_model_of_the_other_task_is_named():
-    with pytest.raises(SpecError, match="model.name: mobilenet_v2 is a classification arch, not a segmentation"):
+    with pytest.raises(SpecError, match="model.name: mobilenet_v2 is a classification arch; set task: "
+                                        r"classification to train it \(this run's task is segmentation\)"):
         get_task("segmentation").spec(load_config(overrides=SEG + ["model.name=mobilenet_v2"]))
     with pytest.raises(SpecError, match="autoseg_edgetpu_xs is a segmentation network; set task: segmentation"):
         get_task("classification").spec(load_config(overrides=["model.name=autoseg_edgetpu_xs"]))
@@ -103,13 +103,13 @@ def test_the_loss_resizes_logits_to_the_label_and_skips_ignored_pixels():
 def seg_runs(tmp_path_factory):
     """An uninterrupted 2-epoch run, and one stopped after epoch 1 then resumed."""
     root = tmp_path_factory.mktemp("seg")
-    full = fit(load_config(overrides=SEG + [f"out={root / 'full'}"]))
+    full = fit(load_config(overrides=SEG + [f"out={root / 'full'}"]), SegmentationTask())[-1]
     half = load_config(overrides=SEG + [f"out={root / 'half'}"])
-    fit(half, stop_after=1)
+    fit(half, SegmentationTask(), stop_after=1)
     first = load_checkpoint(root / "half" / "checkpoint.pt")["epoch"]
     with pytest.raises(ValueError, match="already holds a run"):
-        fit(half)  # a fresh run never overwrites one
-    fit(half, resume=True)
+        fit(half, SegmentationTask())  # a fresh run never overwrites one
+    fit(half, SegmentationTask(), resume=True)
     return root, full, first
 
 

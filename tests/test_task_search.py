@@ -7,7 +7,7 @@ import pytest
 
 from edgenas.config import load_config
 from edgenas.search.job import run
-from edgenas.search.tunas import search
+from edgenas.search import search
 from edgenas.spec import SpecError
 
 CASES = {"segmentation": ("autoseg-512", 2000, "held-out mIoU"),

@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class EdgenasError(ValueError):
     """A problem the user can act on; ``str(err)`` is one line naming the file, field or option."""
+
+
+class DataError(EdgenasError):
+    """A dataset file is missing or malformed; the message names the file."""

@@ -24,7 +24,8 @@ def _arch_from(ref: str, input_size: int | None = None, tail: str | None = None)
     arch = load_spec(ref) if Path(ref).suffix in (".json", ".yaml", ".yml") else get_arch(ref)
     if tail is not None:
         if not isinstance(arch, Network):
-            raise SpecError(f"--tail: {arch.name or ref} is a classifier; only segmentation networks have a tail")
+            what = "a detector (NMS is its serving end)" if isinstance(arch, Detector) else "a classifier"
+            raise SpecError(f"--tail: {arch.name or ref} is {what}; only segmentation networks have a tail")
         arch = arch.with_tail(tail or None)
     return arch.replace(input_size=input_size) if input_size else arch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..export import ExportError
 from ..io import writable
 from ..tasks import get_task
-from ..train.setup import load_trained
+from ..train.checkpoint import load_trained
 from .output import emit_json
 
 

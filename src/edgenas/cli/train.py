@@ -7,9 +7,8 @@ from ..errors import EdgenasError
 from ..models.timm_weights import from_timm
 from ..tasks import get_task
 from ..tasks.base import percent
-from ..train import loop
-from ..train.loop import evaluate
-from ..train.setup import load_trained
+from ..train.checkpoint import load_trained
+from ..train.loop import evaluate, fit
 from .output import emit_json, table
 
 
@@ -30,11 +29,13 @@ def run_config(args, base: dict | None = None, flags: list[str] = ()):
 
 def cmd_train(args) -> int:
     cfg = run_config(args)
-    record = loop.fit(cfg, resume=args.resume)
+    task = get_task(cfg)
+    history = fit(cfg, task, resume=args.resume)
+    record = history[-1] if history else {}
     if args.json:
         emit_json(record)
     elif record:
-        print(f"{cfg.out}: epoch {record['epoch'] + 1}/{cfg.train.epochs}, val {get_task(cfg).quality_label} "
+        print(f"{cfg.out}: epoch {record['epoch'] + 1}/{cfg.train.epochs}, val {task.quality_label} "
               f"{record['val_quality']:.2f}%, checkpoint {cfg.out}/checkpoint.pt")
     return 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EdgenasError
+from ..errors import DataError
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -17,10 +17,6 @@ _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 HOW_TO_GET = ("install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass "
               "--data-dir with the four IDX files")
-
-
-class DataError(EdgenasError):
-    """A dataset file is missing or malformed; the message names the file."""
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -51,12 +47,24 @@ def _find(data_dir: Path, stem: str) -> Path:
     raise DataError(f"{data_dir / stem}[.gz]: not found; {HOW_TO_GET}")
 
 
+def _check_type(path: Path, array: np.ndarray, fits: bool, wanted: str) -> None:
+    if not fits:
+        code = next(c for c, t in _DTYPES.items() if np.dtype(t) == array.dtype)
+        raise DataError(f"{path}: holds {array.dtype.name} values (IDX type code 0x{code:02X}); Fashion-MNIST's "
+                        f"{wanted}")
+
+
 def load_fashion_mnist(split: str = "train", data_dir: str | Path = DEFAULT_DIR) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) uint8 and labels (N,) int64 of one split."""
     if split not in _FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     data_dir = Path(data_dir)
-    images, labels = (read_idx(_find(data_dir, stem)) for stem in _FILES[split])
+    files = [_find(data_dir, stem) for stem in _FILES[split]]
+    images, labels = (read_idx(f) for f in files)
+    # a valid IDX file may hold another type, but images become 8-bit PIL images and labels class indices:
+    # floats would fail deep in a transform (and is 1.0 white, or nearly black?)
+    _check_type(files[0], images, images.dtype == np.uint8, "images are uint8 (IDX type code 0x08)")
+    _check_type(files[1], labels, labels.dtype.kind in "ui", "labels are integers")
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{data_dir}: {split} images {images.shape} and labels {labels.shape} do not pair up")
     return images, labels.astype(np.int64)

@@ -166,7 +166,7 @@ def export(model: nn.Module, fmt: str, out: str | Path, images: torch.Tensor, la
 def parity_data(cfg, arch, check: int = 1000, calibration: int = 256) -> tuple[torch.Tensor, ...]:
     """(test images, their labels, training images for int8 ranges) of a run's dataset, transformed as the
     deployed model sees them (no augmentation)."""
-    from ..train.setup import datasets
+    from ..tasks.classification import datasets
 
     train_set, val_set = datasets(cfg, arch)
     train_set.transform = val_set.transform

@@ -2,6 +2,6 @@
 
 from .controller import Controller, reward
 from .supernet import Supernet, recalibrate_bn
-from .tunas import search
+from .job import search
 
 __all__ = ["Controller", "Supernet", "recalibrate_bn", "reward", "search"]

@@ -12,9 +12,9 @@ from ..config import RunConfig
 from ..space import SearchSpace
 from ..spec import Arch, SpecError
 from ..tasks import get_task
+from ..tasks.classification import data_shape
 from ..tasks.detection import NUM_CLASSES as DET_CLASSES
 from ..tasks.segmentation import NUM_CLASSES as SEG_CLASSES
-from ..train.setup import data_shape
 
 
 class Batches:

@@ -45,7 +45,6 @@ from ..train.loop import distributed, make_optimizer
 from ..train.schedule import lr_factor
 from .controller import Controller, Reinforce, Trial, reward
 from .decode import decode
-from .multitrial import multitrial_search
 from .objective import objective
 from .proxy import splits, task_space
 from .record import chosen_record
@@ -338,12 +337,10 @@ class TunasSearch:
         return result
 
 
-def search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None, progress: bool = True) -> dict:
-    """Run (or resume) the search ``cfg.search`` describes into ``cfg.out``; returns the result record.
-    ``stop_after``: return after that many steps, as an interruption would (tests). A multi-trial strategy
-    (random, evolution) runs ``search.multitrial``."""
-    if cfg.search is not None and cfg.search.strategy != "tunas":
-        return multitrial_search(cfg, resume=resume, progress=progress)
+def tunas_search(cfg: RunConfig, *, resume: bool = True, stop_after: int | None = None,
+                 progress: bool = True) -> dict:
+    """Run (or resume) the TuNAS search ``cfg.search`` describes into ``cfg.out``; returns the result record.
+    ``stop_after``: return after that many steps, as an interruption would (tests)."""
     job = TunasSearch(cfg, progress=progress)
     if job.rank == 0:
         open_folder(job.out)

@@ -13,12 +13,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.fashion_mnist import DataError
+from ..data import detection as det
+from ..data.det_transforms import build_det_transform, collate_detection
 from ..det import SSDLoss, postprocess, ssd_anchors
+from ..errors import DataError
 from ..eval.det_metrics import DetectionMeter
+from ..models.tflite_import import SUPPORTED
 from ..spec import Detector, SpecError
 from ..spec.detector_plan import plan_detector
-from .base import BaseTask, Loss, percent
+from .base import BaseTask, Loss, percent, trained_spec, training_changes
 
 NUM_CLASSES = {"composite": 10, "coco": 90}  # foreground classes; composite: the 10 Fashion-MNIST classes
 COMPOSITE_SCENES = {"train": 1000, "val": 200}
@@ -28,21 +31,17 @@ COMPOSITE_VAL_SEED = 1_000_003  # as segmentation's: every train.seed is scored 
 def detector(cfg) -> Detector:
     """The detector to train: the registered model or file, with the dataset's classes at ``model.input_size``
     (default: its deployment size) and the config's BatchNorm momentum."""
-    from ..models import get_arch
-    from ..spec import load_spec
-
     m = cfg.model
-    if m is None:
-        raise SpecError("model: a training run needs model.name or model.arch")
-    spec = get_arch(m.name) if m.name else load_spec(m.arch)
-    if not isinstance(spec, Detector):
-        field, ref = ("model.name", m.name) if m.name else ("model.arch", m.arch)
-        raise SpecError(f"{field}: {ref} is not a detector (`edgenas models` lists each model's task)")
-    classes = m.num_classes or NUM_CLASSES[cfg.data.dataset]
-    changes: dict = {"input_size": m.input_size or spec.input_size}
-    if cfg.train.bn_momentum is not None:
-        changes["norm"] = spec.norm.model_copy(update={"momentum": cfg.train.bn_momentum})
-    return spec.replace(**changes).with_classes(classes)
+
+    def changes(spec: Detector) -> dict:
+        if m.pretrained:  # Google's TFLite files that import hold a classifier or a segmentation network
+            raise SpecError(f"model.pretrained: {m.pretrained}: TFLite weights import into "
+                            f"{', '.join(SUPPORTED)}, not into a detector; leave model.pretrained unset")
+        classes = m.num_classes or NUM_CLASSES[cfg.data.dataset]
+        return {"input_size": m.input_size or spec.input_size, **training_changes(spec, cfg.train, drop_path=False),
+                "head": spec.head.model_copy(update={"num_classes": classes})}
+
+    return trained_spec(cfg, Detector, changes)
 
 
 def anchors_of(spec: Detector) -> torch.Tensor:
@@ -84,6 +83,7 @@ class DetectionTaskMeter:
 class DetectionTask(BaseTask):
     name = "detection"
     quality_label = "mAP"
+    parity_images = 8  # a search checks its exported winner on this many validation images (large ones)
     record_keys = {"map": "map", "ap50": "ap50", "ap75": "ap75"}
     ema_keys = ("map",)
 
@@ -93,9 +93,6 @@ class DetectionTask(BaseTask):
     def dataset(self, cfg, spec: Detector, split: str):
         """Training: flip, SSD random crop and a resize to the input size (``augment: basic``), or the resize
         alone (``none``); validation: the resize."""
-        from ..data import detection as det
-        from ..data.det_transforms import build_det_transform
-
         d, train = cfg.data, split == "train"
         p, size = spec.preprocess, spec.input_size
         basic = train and d.augment == "basic"
@@ -110,8 +107,6 @@ class DetectionTask(BaseTask):
         raise DataError(f"data.dataset: {d.dataset!r} is not a detection dataset")
 
     def collate(self, batch):
-        from ..data.det_transforms import collate_detection
-
         return collate_detection(batch)
 
     def loss(self, cfg, train: bool = True) -> Loss:

@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.fashion_mnist import DataError
+from ..data import segmentation as seg
+from ..data.seg_transforms import build_seg_transform
 from ..data.segmentation import ADE20K_32_CLASSES, CAMVID_CLASSES, COMPOSITE_CLASSES
+from ..errors import DataError
 from ..eval.seg_metrics import SegmentationMeter, resize_logits
 from ..spec import Network, SpecError
-from .base import BaseTask, Loss, percent
+from .base import BaseTask, Loss, check_labels, percent, trained_spec, training_changes
 
 IGNORE_INDEX = 255
 # Class counts a dataset fixes (ADE20K: Google's 32-class protocol; CamVid: SegNet's 11; composite: background +
@@ -34,32 +36,22 @@ def network(cfg) -> Network:
     ``model.num_classes``) at ``model.input_size`` (default: its deployment size), and the config's
     BatchNorm momentum and drop-path rate. Latency stays a property of the deployment network; results say
     which size the model was trained at."""
-    from ..models import get_arch
-    from ..spec import load_spec
+    m, t = cfg.model, cfg.train
 
-    m = cfg.model
-    if m is None:
-        raise SpecError("model: a training run needs model.name or model.arch")
-    spec = get_arch(m.name) if m.name else load_spec(m.arch)
-    if not isinstance(spec, Network):
-        field, ref = ("model.name", m.name) if m.name else ("model.arch", m.arch)
-        raise SpecError(f"{field}: {ref} is a classification arch, not a segmentation network (`edgenas models` "
-                        "lists each model's task; or set task: classification)")
-    classes = m.num_classes or NUM_CLASSES.get(cfg.data.dataset)
-    if classes is None:
-        raise SpecError(f"model.num_classes: data.dataset {cfg.data.dataset} needs the class count (labels "
-                        f"0..N-1, {IGNORE_INDEX} = ignore)")
-    size = m.input_size or spec.input_size
-    t, backbone = cfg.train, spec.backbone.replace(input_size=size)
-    changes: dict = {"input_size": size}
-    if t.drop_path_rate is not None:
-        backbone = backbone.replace(drop_path_rate=t.drop_path_rate)
-    if t.bn_momentum is not None:  # the backbone's and the nodes' BatchNorm alike
-        backbone = backbone.replace(norm=backbone.norm.model_copy(update={"momentum": t.bn_momentum}))
-        changes["norm"] = spec.norm.model_copy(update={"momentum": t.bn_momentum})
-    if m.pretrained:
-        changes["padding"] = "tf"
-    return spec.replace(backbone=backbone, **changes).with_classes(classes)
+    def changes(spec: Network) -> dict:
+        classes = m.num_classes or NUM_CLASSES.get(cfg.data.dataset)
+        if classes is None:
+            raise SpecError(f"model.num_classes: data.dataset {cfg.data.dataset} needs the class count (labels "
+                            f"0..N-1, {IGNORE_INDEX} = ignore)")
+        size = m.input_size or spec.input_size
+        # the backbone's and the nodes' BatchNorm alike; the network's replace validates the backbone too
+        backbone = spec.backbone.model_copy(update={"input_size": size, **training_changes(spec.backbone, t)})
+        head = spec.head.model_copy(update={"classifier": spec.head.classifier.model_copy(
+            update={"out_channels": classes})})
+        return {"input_size": size, "backbone": backbone, "head": head,
+                **training_changes(spec, t, drop_path=False), **({"padding": "tf"} if m.pretrained else {})}
+
+    return trained_spec(cfg, Network, changes)
 
 
 def _size(size) -> int | tuple[int, int]:
@@ -85,6 +77,7 @@ class SegmentationLoss(nn.Module):
 class SegmentationTask(BaseTask):
     name = "segmentation"
     quality_label = "mIoU"
+    parity_images = 8  # a search checks its exported winner on this many validation images (large ones)
     record_keys = {"miou": "miou", "pixel_acc": "pixel_accuracy"}
     ema_keys = ("miou",)
 
@@ -94,10 +87,6 @@ class SegmentationTask(BaseTask):
     def dataset(self, cfg, spec: Network, split: str):
         """Training: scale jitter, a ``data.crop_size`` crop and a flip (``augment: basic``), or a resize to the
         crop size (``none``); validation: a resize to ``data.eval_size``. Both default to the input size."""
-        from ..data import segmentation as seg
-        from ..data.seg_transforms import build_seg_transform
-        from ..train.setup import _check_labels
-
         d, train = cfg.data, split == "train"
         p = spec.backbone.preprocess
         crop, evaluated = _size(d.crop_size or spec.input_size), _size(d.eval_size or spec.input_size)
@@ -120,7 +109,7 @@ class SegmentationTask(BaseTask):
                                    transform=transform, seed=seed, subset=subset)
         else:  # RunConfig refuses other datasets for this task
             raise DataError(f"data.dataset: {d.dataset!r} is not a segmentation dataset")
-        _check_labels(data, spec.num_classes, cfg)
+        check_labels(data, spec.num_classes, cfg)
         return data
 
     def export(self, model, fmt: str, out, cfg, spec: Network, *, check: int, calibration: int,

@@ -1,15 +1,22 @@
-"""Atomic checkpoints that load with ``torch.load(weights_only=True)``: tensors, numbers and strings only."""
+"""Atomic checkpoints that load with ``torch.load(weights_only=True)``: tensors, numbers and strings only; and
+``load_trained``, which reads a training checkpoint of any task back into (config, spec, model)."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
+from ..config import load_config
 from ..errors import EdgenasError
 from ..io import load_torch, write_atomic
+from ..nn import build_model
+from ..spec import parse_spec
+from ..tasks.base import spec_task
 
 TRAINED = ("arch", "config", "model", "ema")  # what eval and export read from a training checkpoint
 
@@ -52,3 +59,29 @@ def load_checkpoint(path: str | Path, needs: tuple[str, ...] = TRAINED,
     if missing:
         raise CheckpointError(f"{path}: not an edgenas {kind} (missing keys: {', '.join(missing)})")
     return state
+
+
+def load_trained(checkpoint, *, ema: bool = False, gc_mode: str = "native", overrides: list[str] = ()):
+    """(config, spec, model) of a training checkpoint: its own resolved config (with ``overrides``), its spec
+    (an ``Arch``, a ``Network`` or a ``Detector``), and the model with its weights (the EMA weights when asked;
+    a run trained without EMA has none). The config's task must be the spec's."""
+    state = load_checkpoint(checkpoint)
+    if ema and not state["ema"]:
+        raise CheckpointError(f"{checkpoint}: was trained without EMA (train.ema_decay 0), so it has no EMA "
+                              "weights for --ema; drop --ema")
+    try:
+        base, spec = yaml.safe_load(state["config"]), parse_spec(json.loads(state["arch"]))
+    except (TypeError, ValueError, yaml.YAMLError) as err:  # SpecError is a ValueError
+        raise CheckpointError(f"{checkpoint}: its stored config or arch is unreadable ({err})") from None
+    cfg = load_config(base=base, overrides=list(overrides))
+    if cfg.task != spec_task(spec):  # the task would read fields this spec does not have
+        raise CheckpointError(f"{checkpoint}: holds a {spec_task(spec)} model ({spec.name}), but task "
+                              f"{cfg.task} was asked for; evaluate it with task {spec_task(spec)} "
+                              f"(--set task={spec_task(spec)})")
+    model = build_model(spec, gc_mode=gc_mode)
+    try:
+        model.load_state_dict(state["ema"] if ema else state["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"{checkpoint}: its weights do not fit its arch "
+                              f"({str(err).splitlines()[0]})") from None
+    return cfg, spec, model

@@ -1,8 +1,8 @@
 """A task-agnostic fit loop: schedules, EMA, AMP, gradient clipping, atomic per-epoch checkpoints that resume
 to bitwise the same weights, and data parallelism under ``torchrun`` (gloo on CPU, nccl on GPU).
 
-The task (``edgenas.tasks``, chosen by ``RunConfig.task``) supplies the spec, the datasets, the loss and the
-meter; the loop never asks which task it runs. ``fit_classification`` is the loop's older name.
+The caller hands ``fit`` the task (``edgenas.tasks.get_task(cfg)``), which supplies the spec, the datasets, the
+loss and the meter; the loop knows only the task protocol (``tasks.base``) and never asks which task it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,10 +24,11 @@ from ..config import RunConfig
 from ..env import environment
 from ..errors import EdgenasError
 from ..io import open_folder, write_atomic
+from ..models.tflite_import import load_pretrained
 from ..nn import build_model
 from ..progress import Progress
-from ..tasks import get_task
-from ..tasks.base import Loss, Meter
+from ..spec import SpecError, parse_spec
+from ..tasks.base import Loss, Meter, Task
 from .checkpoint import TRAINED, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .schedule import lr_factor
 
@@ -148,8 +150,6 @@ def evaluate(model: nn.Module, dataset, meter: Meter, loss_fn: Loss, batch_size:
 def same_spec(saved: str, spec) -> bool:
     """Whether a checkpoint's arch JSON is ``spec``, compared as specs: a field added to the spec since (e.g. a
     detector's ``backbone``, null) does not make an older checkpoint another architecture."""
-    from ..spec import SpecError, parse_spec
-
     if saved == spec.to_json():
         return True
     try:
@@ -158,11 +158,39 @@ def same_spec(saved: str, spec) -> bool:
         return False
 
 
-def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) -> dict:
-    """Train ``cfg``'s task, evaluating and checkpointing every epoch; returns the last epoch's record.
+def trained_images(n: int, batch_size: int) -> int:
+    """How many of a process's ``n`` shuffled images an epoch trains on: all, except a last batch of one
+    image when there are other batches. BatchNorm in training cannot normalise one value per channel, which
+    one image gives wherever a feature map is 1x1 (a global pool; a dense network's coarsest levels at small
+    inputs); the shuffle puts that image in another batch next epoch. (torchvision's detection references
+    drop every incomplete last batch; this keeps the pinned figures of runs whose last batch is larger.)"""
+    return n - 1 if n > batch_size and n % batch_size == 1 else n
 
-    ``stop_after`` ends the run after that many epochs in total (to test and exercise resume).
-    """
+
+@dataclass
+class Run:
+    """What an epoch of ``fit`` works with, made by ``_set_up``."""
+
+    cfg: RunConfig
+    task: Task
+    spec: object
+    train_set: object
+    val_set: object
+    model: nn.Module
+    ema: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    device: torch.device
+    rank: int
+    world: int
+    net: nn.Module | None = None
+    start: int = 0
+    history: list = field(default_factory=list)
+
+
+def _set_up(cfg: RunConfig, task: Task, resume: bool) -> Run:
+    """Seeds, the spec, the data, the model (with imported weights when asked), the optimizer and schedule;
+    resumed from the run's checkpoint when there is one. The order of random draws is what resume relies on."""
     rank, world = distributed()
     t = cfg.train
     if t.threads:
@@ -171,13 +199,10 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else \
         torch.device("cpu")
     out = Path(cfg.out)
-    task = get_task(cfg)
-    spec = task.spec(cfg)  # an Arch or a Network
+    spec = task.spec(cfg)
     train_set, val_set = task.datasets(cfg, spec)
     model = build_model(spec)
     if cfg.model is not None and cfg.model.pretrained and not (resume and (out / CHECKPOINT).is_file()):
-        from ..models.tflite_import import load_pretrained
-
         skipped = load_pretrained(model, cfg.model.pretrained)
         if rank == 0:
             print(f"model.pretrained: imported {cfg.model.pretrained}; left as initialised: "
@@ -187,92 +212,128 @@ def fit(cfg: RunConfig, *, resume: bool = False, stop_after: int | None = None) 
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval() if t.ema_decay else None
     optimizer = make_optimizer(model, cfg)
-    steps_per_epoch = max(1, math.ceil(len(shard(len(train_set), 0, 0, rank, world, False)) / t.batch_size))
+    n = trained_images(len(shard(len(train_set), 0, 0, rank, world, False)), t.batch_size)
+    steps_per_epoch = max(1, math.ceil(n / t.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: epoch_lr_factor(s, cfg, steps_per_epoch))
-    start, history = 0, []
+    run = Run(cfg, task, spec, train_set, val_set, model, ema, optimizer, scheduler, device, rank, world)
     if rank == 0:
         open_folder(out)
     if not resume and (out / CHECKPOINT).is_file():
         raise CheckpointError(f"{out}: already holds a run (checkpoint.pt); pass --resume to continue it or "
                               "choose another --out")
     if resume and (out / CHECKPOINT).is_file():
-        state = load_checkpoint(out / CHECKPOINT, RESUMED)
-        if not same_spec(state["arch"], spec):
-            raise CheckpointError(f"{out / CHECKPOINT}: was trained on another architecture; use a new --out")
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start, history = state["epoch"] + 1, json.loads(state["history"])
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+        _resume(run, out / CHECKPOINT)
+    run.net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    return run
+
+
+def _resume(run: Run, path: Path) -> None:
+    state = load_checkpoint(path, RESUMED)
+    if not same_spec(state["arch"], run.spec):
+        raise CheckpointError(f"{path}: was trained on another architecture; use a new --out")
+    run.model.load_state_dict(state["model"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    run.start, run.history = state["epoch"] + 1, json.loads(state["history"])
+
+
+def _train_epoch(run: Run, epoch: int, loss_fn: Loss, bar: Progress, log) -> tuple[float, dict]:
+    """One pass over this process's shard: (when it started, the record's training figures)."""
+    cfg, t, device, world = run.cfg, run.cfg.train, run.device, run.world
+    run.train_set.set_epoch(epoch)
+    indices = shard(len(run.train_set), epoch, t.seed, run.rank, world, shuffle=True)
+    indices = indices[:trained_images(len(indices), t.batch_size)]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(run.train_set, indices), batch_size=t.batch_size,
+                                         num_workers=cfg.data.workers, collate_fn=getattr(run.task, "collate", None))
+    run.net.train()
+    seen, t0, loss_sum = 0, time.perf_counter(), 0.0
+    for i, (x, y) in enumerate(loader):
+        x, y = x.to(device, non_blocking=True), _to(y, device)
+        if t.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
+            loss = loss_fn(run.net(x), y)
+        if not loss.isfinite():
+            raise _diverged(f"epoch {epoch + 1}, step {i + 1}", f"the training loss is {loss.item()}", cfg, bar)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip:
+            nn.utils.clip_grad_norm_(run.model.parameters(), t.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        if run.ema is not None:
+            ema_update(run.ema, run.model, t.ema_decay)
+        seen += len(y) * world
+        loss_sum += loss.item() * len(y)
+        if run.rank == 0 and ((i + 1) % t.log_every == 0 or i + 1 == len(loader)):
+            rate = seen / (time.perf_counter() - t0)
+            lr = run.scheduler.get_last_lr()[0]
+            bar.update(f"epoch {epoch + 1}/{t.epochs} [{i + 1}/{len(loader)}] loss {loss.item():.4f} "
+                       f"lr {lr:.5f} {rate:.0f} img/s")
+            log.write(json.dumps({"epoch": epoch, "step": epoch * len(loader) + i + 1, "loss": loss.item(),
+                                  "lr": lr, "images_per_s": rate}) + "\n")
+    train_time = time.perf_counter() - t0
+    return t0, {"train_loss": loss_sum / max(len(indices), 1), "train_images_per_s": seen / train_time}
+
+
+def _evaluate_epoch(run: Run, epoch: int, t0: float, trained: dict, val_loss: Loss, bar: Progress) -> dict:
+    """The epoch's record: its training figures, then the validation (and EMA validation) summary's."""
+    t, task, collate = run.cfg.train, run.task, getattr(run.task, "collate", None)
+
+    def summary(model: nn.Module) -> dict:
+        return evaluate(model, run.val_set, task.meter(run.spec, run.val_set), val_loss, t.batch_size, run.rank,
+                        run.world, t.channels_last, collate).summary()
+
+    plain = summary(run.model)
+    if not math.isfinite(plain["loss"]):  # the epoch's last update met no training loss that would show it
+        raise _diverged(f"epoch {epoch + 1}", f"the validation loss is {plain['loss']}", run.cfg, bar)
+    record = {"epoch": epoch, "train_loss": trained["train_loss"], **task.epoch_record(plain),
+              "processes": run.world, "train_images_per_s": trained["train_images_per_s"],
+              "epoch_seconds": time.perf_counter() - t0}
+    if run.ema is not None:
+        record.update(task.epoch_record(summary(run.ema), ema=True))
+    return record
+
+
+def _checkpoint(run: Run, epoch: int, record: dict, bar: Progress, log) -> None:
+    """Rank 0: the epoch's line, its record in metrics.jsonl and the checkpoint a resumed run starts from."""
+    t, ema = run.cfg.train, run.ema
+    bar.close(f"epoch {epoch + 1}/{t.epochs}: val {run.task.quality_label} {record['val_quality']:.2f}% "
+              + (f"(EMA {record['ema_val_quality']:.2f}%) " if ema is not None else "")
+              + f"{record['train_images_per_s']:.0f} img/s, {record['epoch_seconds']:.0f} s")
+    log.write(json.dumps(record) + "\n")
+    log.flush()
+    save_checkpoint({"arch": run.spec.to_json(), "config": run.cfg.to_yaml(), "epoch": epoch,
+                     "model": run.model.state_dict(), "ema": ema.state_dict() if ema is not None else {},
+                     "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+                     "rng": rng_state(), "history": json.dumps(run.history),
+                     "environment": json.dumps(environment(torch.get_num_threads()))},
+                    Path(run.cfg.out) / CHECKPOINT)
+
+
+def fit(cfg: RunConfig, task: Task, *, resume: bool = False, stop_after: int | None = None) -> list[dict]:
+    """Train ``cfg`` as ``task`` (``edgenas.tasks.get_task(cfg)``) does it, evaluating and checkpointing every
+    epoch; returns the run's history, one record per epoch (a resumed run's earlier epochs included).
+
+    ``stop_after`` ends the run after that many epochs in total (to test and exercise resume).
+    """
+    run = _set_up(cfg, task, resume)
+    out, t = Path(cfg.out), cfg.train
     loss_fn, val_loss = task.loss(cfg), task.loss(cfg, train=False)
-    collate = getattr(task, "collate", None)
-    if rank == 0:
+    if run.rank == 0:
         cfg.save(out / "config.yaml")
-        spec.save(out / "arch.yaml")
-    log = _metrics_log(out / "metrics.jsonl", start) if rank == 0 else None
+        run.spec.save(out / "arch.yaml")
+    log = _metrics_log(out / "metrics.jsonl", run.start) if run.rank == 0 else None
     last = stop_after if stop_after is not None else t.epochs
-    bar = Progress(enabled=rank == 0)
-    for epoch in range(start, min(t.epochs, last)):
-        train_set.set_epoch(epoch)
-        indices = shard(len(train_set), epoch, t.seed, rank, world, shuffle=True)
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(train_set, indices), batch_size=t.batch_size,
-                                             num_workers=cfg.data.workers, collate_fn=collate)
-        net.train()
-        seen, t0, loss_sum = 0, time.perf_counter(), 0.0
-        for i, (x, y) in enumerate(loader):
-            x, y = x.to(device, non_blocking=True), _to(y, device)
-            if t.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
-                loss = loss_fn(net(x), y)
-            if not loss.isfinite():
-                raise _diverged(f"epoch {epoch + 1}, step {i + 1}", f"the training loss is {loss.item()}", cfg, bar)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema_update(ema, model, t.ema_decay)
-            seen += len(y) * world
-            loss_sum += loss.item() * len(y)
-            if rank == 0 and ((i + 1) % t.log_every == 0 or i + 1 == len(loader)):
-                rate = seen / (time.perf_counter() - t0)
-                bar.update(f"epoch {epoch + 1}/{t.epochs} [{i + 1}/{len(loader)}] loss {loss.item():.4f} "
-                           f"lr {scheduler.get_last_lr()[0]:.5f} {rate:.0f} img/s")
-                log.write(json.dumps({"epoch": epoch, "step": epoch * len(loader) + i + 1, "loss": loss.item(),
-                                      "lr": scheduler.get_last_lr()[0], "images_per_s": rate}) + "\n")
-        train_time = time.perf_counter() - t0
-        summary = evaluate(model, val_set, task.meter(spec, val_set), val_loss, t.batch_size, rank, world,
-                           t.channels_last, collate).summary()
-        if not math.isfinite(summary["loss"]):  # the epoch's last update met no training loss that would show it
-            raise _diverged(f"epoch {epoch + 1}", f"the validation loss is {summary['loss']}", cfg, bar)
-        record = {"epoch": epoch, "train_loss": loss_sum / max(len(indices), 1), **task.epoch_record(summary),
-                  "processes": world, "train_images_per_s": seen / train_time,
-                  "epoch_seconds": time.perf_counter() - t0}
-        if ema is not None:
-            record.update(task.epoch_record(evaluate(ema, val_set, task.meter(spec, val_set), val_loss,
-                                                     t.batch_size, rank, world, t.channels_last, collate).summary(),
-                                            ema=True))
-        history.append(record)
-        if rank == 0:
-            bar.close(f"epoch {epoch + 1}/{t.epochs}: val {task.quality_label} {record['val_quality']:.2f}% "
-                      + (f"(EMA {record['ema_val_quality']:.2f}%) " if ema is not None else "")
-                      + f"{record['train_images_per_s']:.0f} img/s, {record['epoch_seconds']:.0f} s")
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            save_checkpoint({"arch": spec.to_json(), "config": cfg.to_yaml(), "epoch": epoch,
-                             "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else {},
-                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                             "rng": rng_state(), "history": json.dumps(history),
-                             "environment": json.dumps(environment(torch.get_num_threads()))}, out / CHECKPOINT)
+    bar = Progress(enabled=run.rank == 0)
+    for epoch in range(run.start, min(t.epochs, last)):
+        t0, trained = _train_epoch(run, epoch, loss_fn, bar, log)
+        run.history.append(_evaluate_epoch(run, epoch, t0, trained, val_loss, bar))
+        if run.rank == 0:
+            _checkpoint(run, epoch, run.history[-1], bar, log)
     if log:
         log.close()
-    return history[-1] if history else {}
-
-
-fit_classification = fit  # the name the search job, the benchmarks and older scripts call
+    return run.history
