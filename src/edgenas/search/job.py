@@ -40,7 +40,6 @@ def retrain(cfg: RunConfig, result: dict, *, resume: bool, progress: bool = True
     ``search.retrain_epochs`` epochs into OUT/retrain, evaluate it, and export it to OUT/model.onnx with the
     task's own check (a classifier's logits on its test images; a segmentation network's serving graph with
     the exact argmax tail; a detector's heads), as ``edgenas train`` and ``edgenas export`` would."""
-
     note(f"retrain: the chosen architecture from scratch for {cfg.search.retrain_epochs} epochs on "
          f"{cfg.data.dataset}, into {Path(cfg.out) / 'retrain'}", progress and _rank0())
     out, task = Path(cfg.out), get_task(cfg)
