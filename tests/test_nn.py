@@ -81,3 +81,54 @@ def test_drop_path_only_on_residual_blocks_and_only_in_training():
     for i, was_dropped in enumerate(dropped):
         if not was_dropped:
             assert torch.allclose(out[i], x[i] + branch[0][i] / keep, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,size", [("spaghettinet_edgetpu_s", 64), ("ssdlite_mobilenet_edgetpu_v2_s", 64),
+                                       ("deeplabv3plus_mobilenet_edgetpu_v2_xs", 64)])
+def test_split_reaches_every_family(name, size):
+    """Issue 27 (a): build_model dropped gc_mode for a Detector. Split mode leaves no native grouped conv
+    (1 < groups < in_channels) anywhere, and with the same weights gives the same outputs."""
+    spec = get_arch(name).replace(input_size=size)
+    native, split = build_model(spec).eval(), build_model(spec, gc_mode="split").eval()
+    split.load_state_dict(native.state_dict())
+
+    def grouped(model):
+        return [type(m) for m in model.modules() if isinstance(m, torch.nn.Conv2d) and 1 < m.groups < m.in_channels]
+
+    assert grouped(native) and set(grouped(native)) == {torch.nn.Conv2d}
+    assert set(grouped(split)) == {SplitGroupConv2d}
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        for a, b in zip(torch.utils._pytree.tree_leaves(native(x)), torch.utils._pytree.tree_leaves(split(x))):
+            assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_build_options_reach_every_family_or_are_refused():
+    det = get_arch("spaghettinet_edgetpu_s").replace(input_size=64)
+    tf = build_model(det, padding="tf")
+    assert all(not any(m.padding) for m in tf.modules() if isinstance(m, torch.nn.Conv2d) and max(m.stride) > 1)
+    assert any(m.padding[0] for m in build_model(get_arch("mobilenet_v2")).modules()
+               if isinstance(m, torch.nn.Conv2d) and max(m.stride) > 1)
+    assert not any(m.padding[0] for m in build_model(get_arch("mobilenet_v2"), padding="tf").modules()
+                   if isinstance(m, torch.nn.Conv2d) and max(m.stride) > 1)
+    with pytest.raises(ValueError, match="output_stride: a Detector fixes its own"):
+        build_model(det, output_stride=16)
+    with pytest.raises(ValueError, match="padding must be one of symmetric, tf"):
+        build_model(det, padding="same")
+
+
+def test_checkpoints_of_the_sequential_conv_module_still_load():
+    """Before issue 27 a network op's conv-BN-act was a Sequential (``0`` conv, ``1`` BN); such state dicts
+    load into the one ConvNormAct."""
+    net = get_arch("autoseg_edgetpu_xs").replace(input_size=64)
+    model = build_model(net)
+    state = model.state_dict()
+    old = {}
+    for key, value in state.items():
+        if key.startswith(("nodes.", "head.")):
+            key = key.replace(".conv.", ".0.").replace(".bn.", ".1.")
+        old[key] = value
+    assert old.keys() != state.keys()
+    fresh = build_model(net)
+    fresh.load_state_dict(old)  # strict
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())

@@ -1,5 +1,15 @@
-"""Named architectures (the zoo) and the registry."""
+"""Named architectures (the zoo) and the registry. ``create_model`` loads torch on first use, so listing
+and looking up models stays torch-free."""
 
-from .registry import MODELS, ModelCard, Published, create_model, get_arch, list_models, model_card
+from .registry import MODELS, ModelCard, Published, get_arch, list_models, model_card
+
+
+def __getattr__(name):
+    if name == "create_model":
+        import importlib
+
+        return importlib.import_module("edgenas.models.create").create_model
+    raise AttributeError(f"module 'edgenas.models' has no attribute {name!r}")
+
 
 __all__ = ["MODELS", "ModelCard", "Published", "create_model", "get_arch", "list_models", "model_card"]

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from ..spec import count
-from .registry import create_model, get_arch
+from .create import create_model
+from .registry import get_arch
 
 
 def to_model_input(images: np.ndarray, arch) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The model registry: one dict of named architectures; a duplicate name is an error, not a warning.
 
-Listing, looking up and counting a model needs only the spec (no torch); ``create_model`` builds it.
+Listing, looking up and counting a model needs only the spec (no torch); ``create_model``
+(``models/create.py``) builds it.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Callable
 
-from ..spec import Arch, Network
+from ..spec import Arch, Detector, Network
 from ..spec.errors import UnknownName
 from . import detection, edgetpu_v1, edgetpu_v2, mobilenet, segmentation
+from .edgetpu_v2 import mobilenet_edgetpu_v2
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,6 @@ def _cards() -> list[ModelCard]:
 
 def _segmentation_cards() -> list[ModelCard]:
     """Reference 4.4: int8, 512 x 512, ADE20K-32 (31 scored classes); mIoU with and without fused argmax."""
-    from .edgetpu_v2 import mobilenet_edgetpu_v2
-
     note, src, cards = "int8 TFLite, 512, ADE20K-32", _EDGETPU_README + "; TF-Hub deeplab-edgetpu", []
     for v, (params, miou, fused) in {"xs": (3.6, 56.02, 56.00), "s": (5.2, 59.43, 59.41),
                                      "m": (7.7, 59.81, 59.79)}.items():
@@ -149,15 +149,9 @@ def model_card(name: str) -> ModelCard:
     return MODELS[name]
 
 
-def get_arch(name: str, num_classes: int | None = None) -> Arch | Network:
-    """The registered model's spec (an ``Arch``, or a ``Network`` for dense tasks), with its published class
-    count unless ``num_classes`` is given."""
+def get_arch(name: str, num_classes: int | None = None) -> Arch | Network | Detector:
+    """The registered model's spec (an ``Arch`` for classification, a ``Network`` for segmentation, a
+    ``Detector`` for detection), with its published class count unless ``num_classes`` is given."""
     card = model_card(name)
     return card.build_arch(num_classes=num_classes or card.default_classes)
 
-
-def create_model(name: str, *, num_classes: int | None = None, **build_kwargs):
-    """Build a registered model as an ``nn.Module``. ``build_kwargs`` go to ``edgenas.nn.build_model``."""
-    from ..nn import build_model
-
-    return build_model(get_arch(name, num_classes), **build_kwargs)
