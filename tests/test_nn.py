@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import edgenas
+from edgenas.det import detector_anchors
 from edgenas.models import get_arch
 from edgenas.nn import SplitGroupConv2d, build_backbone, build_model
 from edgenas.spec import feature_levels
@@ -111,6 +112,7 @@ def test_build_options_reach_every_family_or_are_refused():
                if isinstance(m, torch.nn.Conv2d) and max(m.stride) > 1)
     assert not any(m.padding[0] for m in build_model(get_arch("mobilenet_v2"), padding="tf").modules()
                    if isinstance(m, torch.nn.Conv2d) and max(m.stride) > 1)
+    assert torch.equal(tf.anchors, detector_anchors(det))  # the one owner: model, loss and meter alike
     with pytest.raises(ValueError, match="output_stride: a Detector fixes its own"):
         build_model(det, output_stride=16)
     with pytest.raises(ValueError, match="padding must be one of symmetric, tf"):
@@ -132,3 +134,43 @@ def test_checkpoints_of_the_sequential_conv_module_still_load():
     fresh = build_model(net)
     fresh.load_state_dict(old)  # strict
     assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+
+
+def test_conv_init_counts_fan_out_as_tf():
+    """Issue 27 (c): VarianceScaling(2, fan_out) with TF's fan_out, kh * kw * out / groups (DepthwiseConv2D's
+    [k, k, C, 1] and GroupConv2D's per-group kernels); kaiming_normal_ counted C * k * k for a depthwise one."""
+    torch.manual_seed(0)
+    model = build_model(get_arch("mobilenet_edgetpu_v2_s"))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.numel() >= 2000]
+    kinds = {"depthwise": [m for m in convs if m.groups == m.in_channels],
+             "grouped": [m for m in convs if 1 < m.groups < m.in_channels],
+             "full": [m for m in convs if m.groups == 1]}
+    for kind, found in kinds.items():
+        assert found, kind
+        for m in found:
+            fan_out = m.out_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            assert m.weight.std().item() == pytest.approx((2.0 / fan_out) ** 0.5, rel=0.1), (kind, m)
+
+
+def test_an_inverted_bottleneck_exposes_its_expansion():
+    from edgenas.nn import InvertedBottleneck
+
+    model = build_model(get_arch("mobilenet_v2").replace(input_size=32)).eval()
+    block = next(b for s in model.backbone.stages for b in s
+                 if isinstance(b, InvertedBottleneck) and b.has_residual)
+    x = torch.randn(2, block.expand.conv.in_channels, 8, 8)
+    with torch.no_grad():
+        out, expansion = block.forward_with_expansion(x)
+        assert torch.equal(out, block(x)) and torch.equal(expansion, block.expand(x))
+
+
+def test_the_types_say_a_detector_comes_back_too():
+    """Issue 27 (d): get_arch and build_model were typed "Arch or Network" though a Detector comes back too."""
+    from typing import get_args, get_type_hints
+
+    from edgenas.models.registry import get_arch as registry_get_arch
+    from edgenas.nn import DetectorModel
+    from edgenas.spec import Detector
+
+    assert Detector in get_args(get_type_hints(registry_get_arch)["return"])
+    assert DetectorModel in get_args(get_type_hints(build_model)["return"])

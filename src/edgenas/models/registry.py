@@ -44,7 +44,7 @@ class Published:
 class ModelCard:
     name: str
     family: str
-    build_arch: Callable[..., Arch | Network]  # num_classes -> Arch (classification) or Network
+    build_arch: Callable[..., Arch | Network | Detector]  # num_classes -> the spec of the card's task
     default_classes: int
     published: Published | None = None
     task: str = "classification"

@@ -102,11 +102,18 @@ def init_weights(model: nn.Module) -> None:
     activations ~100x the median image's at the head, and 84.56% test top-1; with normal(0, 0.01) its largest
     logit is 5.2 and top-1 87.08% (bench/init_logits.py, docs/training.md). A hidden dense layer (MobileNetV3's
     1024-wide one) keeps Google's rule: its fan_out is what the rule is sized for, and at 0.01 it starts so small
-    that a short training barely moves it."""
+    that a short training barely moves it.
+
+    A conv's fan_out is TF's: ``_compute_fans`` (keras ``initializers``) reads a kernel [kh, kw, in, out] as
+    kh * kw * out. Google builds a depthwise conv as ``DepthwiseConv2D``, kernel [kh, kw, C, 1], and a grouped
+    one as ``GroupConv2D`` (tensorflow/models ``projects/edgetpu/vision/modeling/custom_layers.py``), one kernel
+    [kh, kw, in/g, out/g] per group: both count kh * kw * out / groups. PyTorch's ``kaiming_normal_`` reads our
+    [out, in/g, kh, kw] as out * kh * kw, which started a depthwise weight sqrt(C) too small."""
     classifiers = {id(m.classifier) for m in model.modules() if isinstance(m, ClassifierHead)}
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            fan_out = m.out_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
