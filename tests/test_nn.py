@@ -89,6 +89,7 @@ def test_drop_path_only_on_residual_blocks_and_only_in_training():
 def test_split_reaches_every_family(name, size):
     """Issue 27 (a): build_model dropped gc_mode for a Detector. Split mode leaves no native grouped conv
     (1 < groups < in_channels) anywhere, and with the same weights gives the same outputs."""
+    torch.manual_seed(0)
     spec = get_arch(name).replace(input_size=size)
     native, split = build_model(spec).eval(), build_model(spec, gc_mode="split").eval()
     split.load_state_dict(native.state_dict())
@@ -101,7 +102,8 @@ def test_split_reaches_every_family(name, size):
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
         for a, b in zip(torch.utils._pytree.tree_leaves(native(x)), torch.utils._pytree.tree_leaves(split(x))):
-            assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+            # float32 sums in another order: equal to a few ulps of the output's scale (logits of ~10 here)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * a.abs().max().item())
 
 
 def test_build_options_reach_every_family_or_are_refused():
