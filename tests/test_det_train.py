@@ -9,10 +9,10 @@ import torch
 
 from edgenas.cli import main
 from edgenas.config import load_config
-from edgenas.det import SSDLoss
+from edgenas.det import SSDLoss, detector_anchors
 from edgenas.spec import Detector, SpecError
 from edgenas.tasks import DetectionTask, get_task
-from edgenas.tasks.detection import DetectionLoss, anchors_of
+from edgenas.tasks.detection import DetectionLoss
 from edgenas.train.checkpoint import load_checkpoint, load_trained
 from edgenas.train.loop import fit
 
@@ -72,7 +72,7 @@ def test_the_task_loss_is_ssd_loss_over_the_specs_anchors():
     cfg = load_config(overrides=DET)
     spec = get_task(cfg).spec(cfg)
     loss = get_task(cfg).loss(cfg)
-    assert isinstance(loss, DetectionLoss) and torch.equal(loss.anchors, anchors_of(spec))
+    assert isinstance(loss, DetectionLoss) and torch.equal(loss.anchors, detector_anchors(spec))
     n = len(loss.anchors)
     cls, box = torch.randn(2, n, 11), torch.randn(2, n, 4)
     targets = [{"boxes": torch.tensor([[0.1, 0.1, 0.5, 0.4]]), "labels": torch.tensor([3])},

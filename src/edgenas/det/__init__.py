@@ -4,7 +4,7 @@ loss and NMS post-processing. Boxes are normalized corners ``[ymin, xmin, ymax, 
 ``num_classes + 1`` columns, column 0 the background."""
 
 from .anchors import (ASPECT_RATIOS, SPAGHETTINET_320_FEATURE_SIZES, anchor_specs, anchors_per_location,
-                      ssd_anchors)
+                      detector_anchors, ssd_anchors)
 from .boxes import (IGNORED, SCALE_FACTORS, UNMATCHED, Targets, argmax_match, box_area, center_to_corners,
                     corners_to_center, decode, encode, iou_matrix, target_assign)
 from .loss import CLASS_BIAS_INIT, SSDLoss, sigmoid_focal_loss, smooth_l1
@@ -13,5 +13,5 @@ from .nonmax import Detections, batched_nms, nms, postprocess
 __all__ = ["ASPECT_RATIOS", "CLASS_BIAS_INIT", "IGNORED", "SCALE_FACTORS", "SPAGHETTINET_320_FEATURE_SIZES",
            "UNMATCHED", "Detections", "SSDLoss", "Targets", "anchor_specs", "anchors_per_location",
            "argmax_match", "batched_nms", "box_area", "center_to_corners", "corners_to_center", "decode",
-           "encode", "iou_matrix", "nms", "postprocess", "sigmoid_focal_loss", "smooth_l1", "ssd_anchors",
+           "detector_anchors", "encode", "iou_matrix", "nms", "postprocess", "sigmoid_focal_loss", "smooth_l1", "ssd_anchors",
            "target_assign"]

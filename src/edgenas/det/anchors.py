@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ..spec import Detector
+from ..spec.detector_plan import plan_detector
 from .boxes import center_to_corners
 
 ASPECT_RATIOS = (1.0, 2.0, 0.5, 3.0, 0.3333333)  # as written in the config
@@ -97,3 +99,12 @@ def ssd_anchors(feature_sizes: Sequence[tuple[int, int]], min_scale: float = 0.2
         layers.append(center_to_corners(torch.stack([yc, xc, h, w], -1).reshape(-1, 4)))
     anchors = torch.cat(layers).float()
     return anchors.clamp_(0, 1) if clip else anchors
+
+
+def detector_anchors(det: Detector, feature_sizes: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+    """A detector's anchors [N, 4]: its head's settings over its sources' feature maps (the plan's, at the
+    spec's input size, unless ``feature_sizes``). The one place the model, the loss and the metric get them."""
+    h = det.head
+    sizes = plan_detector(det).source_sizes if feature_sizes is None else feature_sizes
+    return ssd_anchors(sizes, h.min_scale, h.max_scale, h.aspect_ratios, h.interpolated_scale_aspect_ratio,
+                       h.reduce_boxes_in_lowest_layer)

@@ -1,4 +1,5 @@
-"""Named architectures (the zoo) and the registry."""
+"""Named architectures (the zoo) and the registry. ``create_model`` needs torch and loads on first use, so
+listing and looking up models, and the spec tables the search spaces read, stay torch-free."""
 
 import importlib
 
@@ -6,8 +7,6 @@ from .registry import MODELS, ModelCard, Published, get_arch, list_models, model
 
 
 def __getattr__(name):
-    # ``create_model`` needs torch; it loads on first use so the spec tables (``models.segmentation``, which
-    # the search spaces read) and the registry import without it.
     if name == "create_model":
         return importlib.import_module("edgenas.models.create").create_model
     raise AttributeError(f"module 'edgenas.models' has no attribute {name!r}")

@@ -9,6 +9,8 @@ feed the head; at 320 they are 20x20, 10x10, 5x5, 3x3, 3x3 (c0n5 is nominally le
 from __future__ import annotations
 
 from ..spec import Arch, Detector, FusedGroupedOp, GraphConvOp, GraphNode, IbnOp, Norm, SepOp, SSDHead
+from .edgetpu_v2 import mobilenet_edgetpu_v2
+from .mobilenet import mobilenet_v2
 
 COCO_CLASSES = 90
 OUTPUTS = ("c0n1", "c0n2", "c0n3", "c0n4", "c0n5")
@@ -106,8 +108,6 @@ def ssdlite(name: str, backbone: Arch, num_classes: int = COCO_CLASSES, input_si
 
 
 def ssdlite_mobilenet_v2(num_classes: int = COCO_CLASSES, input_size: int = 320) -> Detector:
-    from .mobilenet import mobilenet_v2
-
     arch = mobilenet_v2().replace(norm=Norm(eps=1e-3, momentum=0.0003))
     return ssdlite("ssdlite_mobilenet_v2", arch, num_classes, input_size)
 
@@ -115,7 +115,5 @@ def ssdlite_mobilenet_v2(num_classes: int = COCO_CLASSES, input_size: int = 320)
 def ssdlite_mobilenet_edgetpu_v2_s(num_classes: int = COCO_CLASSES, input_size: int = 320) -> Detector:
     """As TF's ``ssd_mobilenet_edgetpu_feature_extractor`` reads MobileNetEdgeTPU (v1): the expansion of the
     first stride-32 block and the final 1x1 conv; Google released no detector on the V2 backbone."""
-    from .edgetpu_v2 import mobilenet_edgetpu_v2
-
     arch = mobilenet_edgetpu_v2("s").replace(norm=Norm(eps=1e-3, momentum=0.0003))
     return ssdlite("ssdlite_mobilenet_edgetpu_v2_s", arch, num_classes, input_size)

@@ -1,7 +1,7 @@
 """The model registry: one dict of named architectures; a duplicate name is an error, not a warning.
 
-Listing, looking up and counting a model needs only the spec (no torch); ``models.create.create_model``
-builds it.
+Listing, looking up and counting a model needs only the spec (no torch); ``create_model``
+(``models/create.py``) builds it.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Callable
 
-from ..spec import Arch, Network
+from ..spec import Arch, Detector, Network
 from ..spec.errors import UnknownName
 from . import detection, edgetpu_v1, edgetpu_v2, mobilenet, segmentation
+from .edgetpu_v2 import mobilenet_edgetpu_v2
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Published:
 class ModelCard:
     name: str
     family: str
-    build_arch: Callable[..., Arch | Network]  # num_classes -> Arch (classification) or Network
+    build_arch: Callable[..., Arch | Network | Detector]  # num_classes -> the spec of the card's task
     default_classes: int
     published: Published | None = None
     task: str = "classification"
@@ -148,8 +149,8 @@ def model_card(name: str) -> ModelCard:
     return MODELS[name]
 
 
-def get_arch(name: str, num_classes: int | None = None) -> Arch | Network:
-    """The registered model's spec (an ``Arch``, or a ``Network`` for dense tasks), with its published class
-    count unless ``num_classes`` is given."""
+def get_arch(name: str, num_classes: int | None = None) -> Arch | Network | Detector:
+    """The registered model's spec (an ``Arch`` for classification, a ``Network`` for segmentation, a
+    ``Detector`` for detection), with its published class count unless ``num_classes`` is given."""
     card = model_card(name)
     return card.build_arch(num_classes=num_classes or card.default_classes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from ..spec import IBN, Act, Arch, ConvOp, FusedIBN, Head, Network, Node, Norm, PoolOp, SegmentationHead
-from ..spec import SepConvOp, Stage, Stem, Tail
+from ..spec import SepConvOp, Stage, Stem, Tail, feature_levels
 from ..spec.network import DropoutOp
 
 ADE20K_32 = 32  # Google's ADE20K-32 protocol: 31 scored classes and an ignored channel 0 (reference 4.1)
@@ -127,18 +127,12 @@ def autoseg_edgetpu(variant: str, num_classes: int = ADE20K_32, fusion: str = "s
                     tail: str | None = None) -> Network:
     """Autoseg-EdgeTPU-{XS,S,M}: searched backbone, BiFPN P3-P8 of 96 channels, stride-8 class head."""
     backbone = autoseg_backbone(variant)
-    widths = {lv.reduction.bit_length() - 1: lv.channels for lv in _levels(backbone)}
+    widths = {lv.reduction.bit_length() - 1: lv.channels for lv in feature_levels(backbone)}
     head = SegmentationHead(source="fused", bias_init=-math.log(99),
                             classifier=SepConvOp(out_channels=num_classes, bias=True, norm=False, act=Act.NONE))
     return Network(name=f"autoseg_edgetpu_{variant}", input_size=512, backbone=backbone,
                    nodes=tuple(bifpn_nodes(fusion=fusion, cells=cells, in_channels=widths)), head=head,
                    tail=Tail(steps=tail) if tail else None)
-
-
-def _levels(arch: Arch):
-    from ..spec import feature_levels
-
-    return feature_levels(arch)
 
 
 # --- DeepLabv3+ (reference 4.2; Model Garden's ASPP and DeepLabv3+ fusion head) -------------------------

@@ -19,7 +19,6 @@ from torch import nn
 
 from ..errors import EdgenasError
 from ..nn import build_model
-from ..nn.network import use_tf_padding
 from .registry import get_arch
 from .tflite_graph import read_tflite
 
@@ -61,7 +60,7 @@ def _our_convs(model: nn.Module) -> tuple[list[tuple[str, nn.Conv2d]], dict[str,
 
 
 def _norm_after(model: nn.Module, path: str) -> nn.BatchNorm2d | None:
-    """The BatchNorm that follows the conv at ``path`` in its ConvNormAct/ConvModule, if any."""
+    """The BatchNorm that follows the conv at ``path`` (in its ConvNormAct, or next in a Sequential), if any."""
     parent_path, _, leaf = path.rpartition(".")
     parent = model.get_submodule(parent_path)
     if leaf == "conv" and isinstance(getattr(parent, "bn", None), nn.BatchNorm2d):
@@ -113,8 +112,7 @@ def from_tflite(name: str, path: str | Path) -> nn.Module:
                                 f"not {name!r}")
     graph = read_tflite(path)
     spec = get_arch(name)
-    model = build_model(spec.replace(padding="tf")) if name.startswith("autoseg") else \
-        use_tf_padding(build_model(spec))
+    model = build_model(spec.replace(padding="tf")) if name.startswith("autoseg") else build_model(spec, padding="tf")
     entries = _conv_entries(graph)
     backbone, head = _our_convs(model)
     if name.startswith("autoseg"):

@@ -27,7 +27,10 @@ def _se(spec, channels):
 
 
 class InvertedBottleneck(_ResidualBlock):
-    """ibn / grouped_ibn: [1x1 expand] -> k x k depthwise (or grouped) -> [SE] -> 1x1 linear projection."""
+    """ibn / grouped_ibn: [1x1 expand] -> k x k depthwise (or grouped) -> [SE] -> 1x1 linear projection.
+
+    Its feature tap: ``forward_with_expansion`` also returns the expansion's output, which TF's SSD feature
+    extractors read from the first block of a level (``spec.detector_plan.Tap.expansion``)."""
 
     def __init__(self, spec: IBN, in_channels, out_channels, *, stride, dilation, norm, drop_path, gc_mode):
         super().__init__()
@@ -41,7 +44,11 @@ class InvertedBottleneck(_ResidualBlock):
         self._init_residual(spec, in_channels, out_channels, drop_path)
 
     def forward(self, x):
-        return self._finish(self.project(self.se(self.spatial(self.expand(x)))), x)
+        return self.forward_with_expansion(x)[0]
+
+    def forward_with_expansion(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.expand(x)
+        return self._finish(self.project(self.se(self.spatial(e))), x), e
 
 
 class FusedBottleneck(_ResidualBlock):

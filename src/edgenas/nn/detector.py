@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..det import ssd_anchors
+from ..det import detector_anchors
 from ..spec import Detector, FusedGroupedOp, GraphConvOp, IbnOp
 from ..spec.detector_plan import Tap, plan_detector
+from .backbone import Backbone, init_weights
+from .graph import Fuse, GraphNode, SamePool, apply_padding, run_graph
 from .layers import ConvNormAct
-from .model import Backbone, init_weights
-from .network import SamePool, use_tf_padding
 
 
 class Edge(nn.Module):
@@ -38,7 +38,7 @@ class Edge(nn.Module):
 
 
 class GraphOpModule(nn.Module):
-    def __init__(self, op, in_channels: int, width: int, norm):
+    def __init__(self, op, in_channels: int, width: int, norm, gc_mode: str = "native"):
         super().__init__()
         k, s = op.kernel_size, op.stride
         if isinstance(op, IbnOp):
@@ -48,7 +48,8 @@ class GraphOpModule(nn.Module):
                                       ConvNormAct(mid, width, norm=norm))
         elif isinstance(op, FusedGroupedOp):
             mid = in_channels * op.expansion
-            self.body = nn.Sequential(ConvNormAct(in_channels, mid, k, s, groups=op.groups, act="relu6", norm=norm),
+            self.body = nn.Sequential(ConvNormAct(in_channels, mid, k, s, groups=op.groups, act="relu6", norm=norm,
+                                                  gc_mode=gc_mode),
                                       ConvNormAct(mid, width, norm=norm))
         elif isinstance(op, GraphConvOp):
             self.body = ConvNormAct(in_channels, op.out_channels or width, k, s, act="relu6", norm=norm)
@@ -66,28 +67,19 @@ class GraphOpModule(nn.Module):
         return y + x if self.residual else y
 
 
-class GraphNodeModule(nn.Module):
-    def __init__(self, node, levels: dict[str, int], channels: dict[str, int], norm):
-        super().__init__()
-        self.inputs = node.inputs
-        self.edges = nn.ModuleList(Edge(channels[i], node.width, node.level - levels[i], norm)
-                                   for i in node.inputs) if len(node.inputs) > 1 else None
-        # edges are cropped to the size of the edge whose source has the lowest level (Google's rule)
-        self.finest = min(range(len(node.inputs)), key=lambda j: levels[node.inputs[j]])
-        c, ops = channels[node.inputs[0]] if self.edges is None else node.width, []
-        for op in node.ops:
-            ops.append(GraphOpModule(op, c, node.width, norm))
-            c = op.out_channels if isinstance(op, GraphConvOp) and op.out_channels else node.width
-        self.ops = nn.Sequential(*ops)
-
-    def forward(self, known: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.edges is None:
-            x = known[self.inputs[0]]
-        else:
-            outs = [edge(known[i]) for edge, i in zip(self.edges, self.inputs)]
-            h, w = outs[self.finest].shape[-2:]
-            x = F.relu6(sum(o[..., :h, :w] for o in outs))
-        return self.ops(x)
+def detector_node(node, levels: dict[str, int], channels: dict[str, int], norm, gc_mode: str) -> GraphNode:
+    """A SpaghettiNet node as a graph node: one ``Edge`` per input (none when there is one), the edges cropped
+    to the size of the edge whose source has the lowest level (Google's rule), summed, ReLU6, then the ops."""
+    many = len(node.inputs) > 1
+    edges = [Edge(channels[i], node.width, node.level - levels[i], norm) if many else nn.Identity()
+             for i in node.inputs]
+    finest = min(range(len(node.inputs)), key=lambda j: levels[node.inputs[j]])
+    c, ops = node.width if many else channels[node.inputs[0]], []
+    for op in node.ops:
+        ops.append(GraphOpModule(op, c, node.width, norm, gc_mode))
+        c = op.out_channels if isinstance(op, GraphConvOp) and op.out_channels else node.width
+    return GraphNode(node.inputs, edges, Fuse("sum", len(node.inputs), node.width, crop=finest),
+                     nn.ReLU6() if many else nn.Identity(), nn.Sequential(*ops))
 
 
 class SSDLiteHead(nn.Module):
@@ -120,44 +112,36 @@ class SSDLiteHead(nn.Module):
 
 class BackboneFeatures(Backbone):
     """A classification backbone read at named taps (``spec.detector_plan.backbone_taps``): after a block,
-    inside an inverted bottleneck after its expansion, or after the final 1x1 conv. Its state-dict keys are
-    the classifier's (``backbone.stem``, ``backbone.stages``; its ``head.conv`` is ``backbone.final``), so
-    ImageNet weights load into it."""
+    inside an inverted bottleneck after its expansion (the tap the block exposes), or after the final 1x1
+    conv. Its state-dict keys are the classifier's (``backbone.stem``, ``backbone.stages``; its ``head.conv``
+    is ``backbone.final``), so ImageNet weights load into it."""
 
-    def __init__(self, arch, taps: dict[str, Tap], used: set[str]):
-        super().__init__(arch)
-        self.blocks = [b for stage in self.stages for b in stage]  # a plain list: not registered twice
+    def __init__(self, arch, taps: dict[str, Tap], used: set[str], gc_mode: str = "native"):
+        super().__init__(arch, gc_mode=gc_mode)
         self.after = {t.block: name for name, t in taps.items() if name in used and not t.expansion}
         self.inside = {t.block: name for name, t in taps.items() if name in used and t.expansion}
         self.final = (ConvNormAct(arch.out_channels, arch.head.conv_channels, act=arch.head.act, norm=arch.norm)
                       if "final" in used else None)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.stem(x)
-        out = {self.after[-1]: x} if -1 in self.after else {}
-        for n, block in enumerate(self.blocks):
-            if n in self.inside:  # a stride-2 inverted bottleneck: no residual to add
-                e = block.expand(x)
-                out[self.inside[n]] = e
-                x = block.project(block.se(block.spatial(e)))
-            else:
-                x = block(x)
-            if n in self.after:
-                out[self.after[n]] = x
+        x, out = self.forward_taps(x, self.after, self.inside)
         if self.final is not None:
             out["final"] = self.final(x)
         return out
 
 
 class DetectorModel(nn.Module):
-    def __init__(self, det: Detector):
+    """A ``Detector`` spec as modules; ``gc_mode`` and ``padding`` as for every family (``nn.build_model``),
+    padding None meaning the spec's own."""
+
+    def __init__(self, det: Detector, *, gc_mode: str = "native", padding: str | None = None):
         super().__init__()
         self.spec = det
         plan = plan_detector(det)
         norm = det.norm
         if det.backbone is not None:
             used = {i for n in det.nodes for i in n.inputs} | set(det.head.sources)
-            self.stem_name, self.backbone = None, BackboneFeatures(det.backbone, plan.taps, used)
+            self.stem_name, self.backbone = None, BackboneFeatures(det.backbone, plan.taps, used, gc_mode)
             levels = {name: t.level for name, t in plan.tensors.items() if name in plan.taps}
             channels = {name: t.channels for name, t in plan.tensors.items() if name in plan.taps}
         else:
@@ -167,27 +151,18 @@ class DetectorModel(nn.Module):
             levels, channels = {det.stem.name: 1}, {det.stem.name: det.stem.out_channels}
         levels.update({n.name: n.level for n in det.nodes})
         channels.update({n.name: n.width for n in det.nodes})
-        self.nodes = nn.ModuleDict({n.name: GraphNodeModule(n, levels, channels, norm) for n in det.nodes})
+        self.nodes = nn.ModuleDict({n.name: detector_node(n, levels, channels, norm, gc_mode) for n in det.nodes})
         self.sources = det.head.sources
         self.num_classes = det.head.num_classes
         self.head = SSDLiteHead([channels[s] for s in self.sources], plan.anchors, det.num_classes,
                                 det.head.kernel_size, det.head.class_bias_init, norm)
-        self.register_buffer("anchors", self.anchors_for(plan.source_sizes), persistent=False)
+        self.register_buffer("anchors", detector_anchors(det, plan.source_sizes), persistent=False)
         init_weights(self)
         self.head.reset_bias()
-        if det.padding == "tf":
-            use_tf_padding(self)
-
-    def anchors_for(self, sizes: list[tuple[int, int]]) -> torch.Tensor:
-        h = self.spec.head
-        return ssd_anchors(sizes, h.min_scale, h.max_scale, h.aspect_ratios, h.interpolated_scale_aspect_ratio,
-                           h.reduce_boxes_in_lowest_layer)
+        apply_padding(self, padding or det.padding)
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        known = self.backbone(x) if self.stem_name is None else {self.stem_name: self.stem(x)}
-        for name, node in self.nodes.items():
-            known[name] = node(known)
-        return known
+        return run_graph(self.nodes, self.backbone(x) if self.stem_name is None else {self.stem_name: self.stem(x)})
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         known = self.features(x)

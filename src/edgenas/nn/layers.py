@@ -35,21 +35,34 @@ class SplitGroupConv2d(nn.Conv2d):
 
 
 class ConvNormAct(nn.Module):
-    """k x k conv ('same' padding) -> BatchNorm -> activation."""
+    """k x k conv ('same' padding) -> BatchNorm -> activation: every conv-BN-act of every family.
+
+    ``norm=None`` leaves the BatchNorm out (a dense head's plain or biased conv); ``bias`` gives the conv one.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, *,
-                 groups: int = 1, dilation: int = 1, act: Act | str = Act.NONE, norm: Norm,
-                 gc_mode: str = "native"):
+                 groups: int = 1, dilation: int = 1, act: Act | str = Act.NONE, norm: Norm | None,
+                 bias: bool = False, gc_mode: str = "native"):
         super().__init__()
         split = gc_mode == "split" and 1 < groups < in_channels  # depthwise convs stay native everywhere
         conv_cls = SplitGroupConv2d if split else nn.Conv2d
         self.conv = conv_cls(in_channels, out_channels, kernel_size, stride, padding=(kernel_size - 1) // 2 * dilation,
-                             dilation=dilation, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=norm.eps, momentum=norm.momentum)
+                             dilation=dilation, groups=groups, bias=bias)
+        self.bn = nn.Identity() if norm is None else nn.BatchNorm2d(out_channels, eps=norm.eps,
+                                                                     momentum=norm.momentum)
         self.act = make_act(act)
+        self.register_load_state_dict_pre_hook(_legacy_sequential_keys)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
+
+
+def _legacy_sequential_keys(module, state_dict, prefix, *_):
+    """Checkpoints written before issue 27 hold a network op's conv-BN-act as the Sequential ``ConvModule``
+    (``0`` the conv, ``1`` the BatchNorm); they load into ``conv`` and ``bn``."""
+    for old, new in (("0.", "conv."), ("1.", "bn.")):
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
 
 
 class SqueezeExcite(nn.Module):

@@ -1,95 +1,28 @@
-"""Spec -> nn.Module: a backbone with multi-scale features and ``feature_info``, and a classifier."""
+"""Spec -> nn.Module for classification: a backbone and the arch's classifier head."""
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..spec import Arch, block_plan, feature_levels
-from .blocks import BLOCK_MODULES
-from .layers import GC_MODES, ConvNormAct, make_act
-
-
-@dataclass(frozen=True)
-class FeatureInfo:
-    channels: int
-    reduction: int  # stride relative to the input
-    module: str  # the module whose output this is
-
-
-class Backbone(nn.Module):
-    """Stem and stages. ``forward`` returns the feature levels (``feature_info``) as a list, finest first."""
-
-    def __init__(self, arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native"):
-        super().__init__()
-        if gc_mode not in GC_MODES:
-            raise ValueError(f"gc_mode must be one of {', '.join(GC_MODES)}, got {gc_mode!r}")
-        norm = arch.norm
-        self.stem = ConvNormAct(arch.in_channels, arch.stem.out_channels, arch.stem.kernel_size, arch.stem.stride,
-                                act=arch.stem.act, norm=norm)
-        stages: list[list[nn.Module]] = [[] for _ in arch.stages]
-        for pb in block_plan(arch, output_stride):
-            module_cls = BLOCK_MODULES[type(pb.block)]
-            stages[pb.stage].append(module_cls(pb.block, pb.in_channels, pb.out_channels, stride=pb.stride,
-                                               dilation=pb.dilation, norm=norm, drop_path=pb.drop_path,
-                                               gc_mode=gc_mode))
-        self.stages = nn.ModuleList(nn.ModuleList(blocks) for blocks in stages)
-        levels = feature_levels(arch, output_stride)
-        plan = block_plan(arch)
-        self.feature_info = [
-            FeatureInfo(lv.channels, lv.reduction,
-                        "stem" if lv.block < 0 else f"stages.{plan[lv.block].stage}.{plan[lv.block].index}")
-            for lv in levels
-        ]
-        self._taps = {lv.block for lv in levels}
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
-        features = [x] if -1 in self._taps else []
-        n = 0
-        for stage in self.stages:
-            for block in stage:
-                x = block(x)
-                if n in self._taps:
-                    features.append(x)
-                n += 1
-        return features
-
-
-class ClassifierHead(nn.Module):
-    def __init__(self, arch: Arch):
-        super().__init__()
-        head, ch = arch.head, arch.out_channels
-        self.conv = (ConvNormAct(ch, head.conv_channels, act=head.act, norm=arch.norm) if head.conv_channels
-                     else nn.Identity())
-        ch = head.conv_channels or ch
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        if head.hidden_channels:
-            self.hidden = nn.Sequential(nn.Linear(ch, head.hidden_channels), make_act(head.act))
-            ch = head.hidden_channels
-        else:
-            self.hidden = nn.Identity()
-        self.dropout = nn.Dropout(head.dropout)
-        self.classifier = nn.Linear(ch, head.num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.conv(x)).flatten(1)
-        return self.classifier(self.dropout(self.hidden(x)))
+from ..spec import Arch
+from .backbone import Backbone, ClassifierHead, FeatureInfo, init_weights
+from .graph import apply_padding
 
 
 class ClassificationModel(nn.Module):
-    """Backbone + classifier head. The ``arch`` it was built from travels with it (``model.arch``)."""
+    """Backbone + classifier head. The ``arch`` it was built from travels with it (``model.arch``).
+    ``padding="tf"`` pads strided convs as TF's 'same' (weights trained in TF expect it)."""
 
-    def __init__(self, arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native"):
+    def __init__(self, arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native",
+                 padding: str = "symmetric"):
         super().__init__()
         self.arch = arch
         self.preprocess = arch.preprocess
         self.backbone = Backbone(arch, output_stride=output_stride, gc_mode=gc_mode)
         self.head = ClassifierHead(arch)
-        init_weights(self)
+        init_weights(self)  # looked up here at build time: bench/init_logits.py swaps it for a variant
+        apply_padding(self, padding)
 
     @property
     def feature_info(self) -> list[FeatureInfo]:
@@ -100,61 +33,3 @@ class ClassificationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x)[-1])
-
-
-def init_weights(model: nn.Module) -> None:
-    """Google's initializers (convs VarianceScaling(2, fan_out, normal), dense VarianceScaling(1/3, fan_out,
-    uniform), BN gamma 1 / beta 0, biases 0), except a classifier head's final layer: normal(0, 0.01), as
-    torchvision's MobileNetV2/V3.
-
-    Google's dense rule bounds a layer at 1/sqrt(fan_out); for a classifier fan_out is the class count, so the rule
-    is sized for 1000 classes, and for 10 (Fashion-MNIST, the quickstart) it starts the classifier 10x larger
-    (+-0.32). The quickstart's winner trained that way reached logits of 164 on a few test images, their
-    activations ~100x the median image's at the head, and 84.56% test top-1; with normal(0, 0.01) its largest
-    logit is 5.2 and top-1 87.08% (bench/init_logits.py, docs/training.md). A hidden dense layer (MobileNetV3's
-    1024-wide one) keeps Google's rule: its fan_out is what the rule is sized for, and at 0.01 it starts so small
-    that a short training barely moves it."""
-    classifiers = {id(m.classifier) for m in model.modules() if isinstance(m, ClassifierHead)}
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            if id(m) in classifiers:
-                nn.init.normal_(m.weight, 0.0, 0.01)
-            else:
-                bound = 1.0 / math.sqrt(m.out_features)  # sqrt(3 * (1/3) / fan_out)
-                nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
-
-
-def build_model(spec, *, output_stride: int | None = None, gc_mode: str = "native", **kwargs):
-    """Build the network a spec describes: an ``Arch`` gives a ``ClassificationModel``, a ``Network`` a
-    ``NetworkModel`` (``kwargs``: its ``padding``), a ``Detector`` a ``DetectorModel``.
-
-    Args:
-        output_stride: cap the backbone's stride at 8, 16 or 32 with dilation (dense tasks; a ``Network``
-            carries its own).
-        gc_mode: ``"native"`` grouped convs, or ``"split"`` (slice -> conv -> concat, Google's portable form).
-    """
-    from ..spec import Detector, Network
-
-    if isinstance(spec, Detector):
-        from .detector import DetectorModel
-
-        return DetectorModel(spec)
-    if isinstance(spec, Network):
-        from .network import build_network
-
-        return build_network(spec, gc_mode=gc_mode, **kwargs)
-    return ClassificationModel(spec, output_stride=output_stride, gc_mode=gc_mode, **kwargs)
-
-
-def build_backbone(arch: Arch, *, output_stride: int | None = None, gc_mode: str = "native") -> Backbone:
-    backbone = Backbone(arch, output_stride=output_stride, gc_mode=gc_mode)
-    init_weights(backbone)
-    return backbone

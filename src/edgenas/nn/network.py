@@ -1,128 +1,36 @@
-"""Network spec -> nn.Module: the backbone, one module per graph node, the class head and the serving tail.
+"""Network spec -> nn.Module: the backbone, one graph node per spec node, the class head and the serving tail.
 
 Each node follows ``spec.graph.plan_network``: inputs resampled to the node's size (TF 'same' pooling, or a
-resize), combined (sum, concat or EfficientDet's weighted sums), then its ops. ``padding="tf"`` pads strided
-convs as TensorFlow's 'same' does (more at the bottom and right), which weights trained in TF expect; by
-default the network's own ``padding`` field decides.
+resize), combined (sum, concat or EfficientDet's weighted sums), then its ops; ``nn.graph`` runs them. By
+default the network's own ``padding`` field decides how strided convs pad.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..spec import Network
 from ..spec.graph import plan_network
 from ..spec.network import ConvOp, DropoutOp, PoolOp, ResizeOp, SepConvOp, Tail
-from .layers import make_act
-from .model import Backbone, init_weights
+from .backbone import Backbone, init_weights
+from .graph import (PADDINGS, Fuse, GraphNode, Resize, SamePool, apply_padding, run_graph, tf_same_pads,
+                    use_tf_padding)
+from .layers import ConvNormAct, make_act
 
-PADDINGS = ("symmetric", "tf")
-
-
-def tf_same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """(before, after) padding of TF's 'same': the odd pixel goes after. ``size`` is made a plain int: the ONNX
-    tracer records arithmetic on a traced shape wrongly here (a 2-pixel map padded for a 5-wide window came out
-    as pads of -1), and the graphs we export have static shapes anyway."""
-    size = int(size)
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def _tf_pad_hook(module: nn.Conv2d, args):
-    (x,) = args
-    (kh, kw), (sh, sw), (dh, dw) = module.kernel_size, module.stride, module.dilation
-    top, bottom = tf_same_pads(x.shape[-2], kh, sh, dh)
-    left, right = tf_same_pads(x.shape[-1], kw, sw, dw)
-    return (F.pad(x, (left, right, top, bottom)),)
-
-
-def use_tf_padding(model: nn.Module) -> nn.Module:
-    """Make every strided conv pad like TF's 'same' (stride-1 convs with odd kernels already agree)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d) and max(m.stride) > 1:
-            m.padding = (0, 0)
-            m.register_forward_pre_hook(_tf_pad_hook)
-    return model
-
-
-class SamePool(nn.Module):
-    """k x k average or max pooling with TF's 'same' padding; the average counts only real pixels."""
-
-    def __init__(self, kind: str, kernel: int, stride: int):
-        super().__init__()
-        self.kind, self.kernel, self.stride = kind, kernel, stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) == (1, 1):  # one real pixel in the window: itself (and no degenerate op to export)
-            return x
-        top, bottom = tf_same_pads(x.shape[-2], self.kernel, self.stride)
-        left, right = tf_same_pads(x.shape[-1], self.kernel, self.stride)
-        pads = (left, right, top, bottom)
-        if self.kind == "max":
-            return F.max_pool2d(F.pad(x, pads, value=float("-inf")), self.kernel, self.stride)
-        total = F.avg_pool2d(F.pad(x, pads), self.kernel, self.stride)
-        if not any(pads):
-            return total
-        scale = _window_scale(tuple(x.shape[-2:]), pads, self.kernel, self.stride)
-        if len(scale) == len(scale[0]) == 1:
-            return total * scale[0][0]
-        return total * torch.tensor(scale, dtype=x.dtype, device=x.device)[None, None]
-
-    def extra_repr(self) -> str:
-        return f"{self.kind}, kernel={self.kernel}, stride={self.stride}"
-
-
-def _window_scale(size: tuple[int, int], pads: tuple[int, ...], kernel: int, stride: int) -> list[list[float]]:
-    """k*k / (real pixels in each window): turns an average over a zero-padded window into TF's average over
-    its real pixels. Plain Python from shapes alone, so exporters see a constant, not a graph over the input."""
-    left, right, top, bottom = pads
-
-    def counts(n, before, after):
-        out = -(-n // stride)
-        return [sum(1 for p in range(o * stride, o * stride + kernel) if before <= p < before + n)
-                for o in range(out)]
-
-    return [[kernel * kernel / (r * c) for c in counts(size[1], left, right)] for r in counts(size[0], top, bottom)]
-
-
-class Resize(nn.Module):
-    """To a fixed size; bilinear with half-pixel centres (TF2's ``tf.image.resize``) or nearest."""
-
-    def __init__(self, size: tuple[int, int] | None, mode: str, scale: float | None = None):
-        super().__init__()
-        self.size, self.mode, self.scale = size, mode, scale
-
-    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-        size = size or self.size or (max(1, int(x.shape[-2] * self.scale)), max(1, int(x.shape[-1] * self.scale)))
-        if tuple(x.shape[-2:]) == tuple(size):
-            return x
-        if self.mode == "nearest":
-            return F.interpolate(x, size=size, mode="nearest")
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-class ConvModule(nn.Sequential):
-    def __init__(self, cin, cout, kernel=1, *, dilation=1, groups=1, bias=False, norm=None, act="none"):
-        layers = [nn.Conv2d(cin, cout, kernel, padding=(kernel - 1) // 2 * dilation, dilation=dilation,
-                            groups=groups, bias=bias)]
-        if norm is not None:
-            layers.append(nn.BatchNorm2d(cout, eps=norm.eps, momentum=norm.momentum))
-        layers.append(make_act(act))
-        super().__init__(*layers)
+__all__ = ["PADDINGS", "NetworkModel", "Serving", "ServingTail", "Fuse", "Resize", "SamePool", "onehot_argmax",
+           "op_module", "tf_same_pads", "use_tf_padding"]
 
 
 def op_module(op, channels: int, norm) -> nn.Module:
     if isinstance(op, ConvOp):
-        return ConvModule(channels, op.out_channels, op.kernel_size, dilation=op.dilation, bias=op.bias,
-                          norm=norm if op.norm else None, act=op.act)
+        return ConvNormAct(channels, op.out_channels, op.kernel_size, dilation=op.dilation, bias=op.bias,
+                           norm=norm if op.norm else None, act=op.act)
     if isinstance(op, SepConvOp):
         return nn.Sequential(
-            ConvModule(channels, channels, op.kernel_size, dilation=op.dilation, groups=channels, bias=op.dw_bias,
-                       norm=norm if op.dw_norm else None, act=op.dw_act),
-            ConvModule(channels, op.out_channels, bias=op.bias, norm=norm if op.norm else None, act=op.act))
+            ConvNormAct(channels, channels, op.kernel_size, dilation=op.dilation, groups=channels, bias=op.dw_bias,
+                        norm=norm if op.dw_norm else None, act=op.dw_act),
+            ConvNormAct(channels, op.out_channels, bias=op.bias, norm=norm if op.norm else None, act=op.act))
     if isinstance(op, PoolOp):
         return nn.AdaptiveAvgPool2d(1) if op.kernel_size is None else SamePool(op.kind, op.kernel_size, op.stride)
     if isinstance(op, ResizeOp):
@@ -132,61 +40,23 @@ def op_module(op, channels: int, norm) -> nn.Module:
     raise TypeError(f"no module for {type(op).__name__}")
 
 
-class Fuse(nn.Module):
-    """Sum, concat, or EfficientDet's weighted sums: ``attn`` (softmax weights), ``fastattn`` (ReLU weights
-    over their sum + 1e-4), and their per-channel forms."""
-
-    def __init__(self, mode: str, num_inputs: int, channels: int):
-        super().__init__()
-        self.mode = mode
-        if mode.endswith("attn"):
-            shape = (num_inputs, channels) if mode.startswith("channel_") else (num_inputs,)
-            self.weight = nn.Parameter(torch.ones(shape))
-
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        if self.mode == "concat":
-            return torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]
-        if self.mode == "sum":
-            out = xs[0]
-            for x in xs[1:]:
-                out = out + x
-            return out
-        w = self.weight
-        w = torch.softmax(w, dim=0) if self.mode.endswith("_attn") or self.mode == "attn" else F.relu(w)
-        if self.mode.endswith("fastattn"):
-            w = w / (w.sum(dim=0, keepdim=True) + 1e-4)
-        w = w.view(len(xs), 1, -1, 1, 1) if w.dim() == 2 else w.view(len(xs), 1, 1, 1, 1)
-        return (torch.stack(xs) * w).sum(dim=0)
-
-
-class NodeModule(nn.Module):
-    def __init__(self, node, node_plan, norm):
-        super().__init__()
-        self.size = node_plan.level_size  # at the deployment size; the forward pass resizes to the live size
-        self.level = node.level
-        resample = []
-        for layer in node_plan.resample:
-            if layer is None:
-                resample.append(nn.Identity())
-            elif layer.op == "resize":
-                resample.append(Resize(None, layer.mode))
-            else:
-                resample.append(SamePool(layer.op.removesuffix("_pool"), layer.kernel_size, layer.stride))
-        self.resample = nn.ModuleList(resample)
-        self.fuse = Fuse(node.combine, len(node.inputs), node_plan.inputs[0].channels)
-        self.act = make_act(node.act)
-        ops, channels = [], sum(t.channels for t in node_plan.inputs) if node.combine == "concat" else \
-            node_plan.inputs[0].channels
-        for op in node.ops:
-            ops.append(op_module(op, channels, norm))
-            channels = getattr(op, "out_channels", channels)
-        self.ops = nn.Sequential(*ops)
-
-    def forward(self, xs: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        out = []
-        for x, resample in zip(xs, self.resample):
-            out.append(resample(x, size) if isinstance(resample, Resize) else resample(x))
-        return self.ops(self.act(self.fuse(out)))
+def network_node(node, node_plan, norm) -> GraphNode:
+    """A spec node as a graph node: each input resized up or pooled down to the node's level, then fused."""
+    edges = []
+    for layer in node_plan.resample:
+        if layer is None:
+            edges.append(nn.Identity())
+        elif layer.op == "resize":
+            edges.append(Resize(None, layer.mode))  # to the node's live size, given by the executor
+        else:
+            edges.append(SamePool(layer.op.removesuffix("_pool"), layer.kernel_size, layer.stride))
+    ops, channels = [], sum(t.channels for t in node_plan.inputs) if node.combine == "concat" else \
+        node_plan.inputs[0].channels
+    for op in node.ops:
+        ops.append(op_module(op, channels, norm))
+        channels = getattr(op, "out_channels", channels)
+    return GraphNode(node.inputs, edges, Fuse(node.combine, len(node.inputs), node_plan.inputs[0].channels),
+                     make_act(node.act), nn.Sequential(*ops))
 
 
 class ServingTail(nn.Module):
@@ -229,17 +99,13 @@ class NetworkModel(nn.Module):
 
     def __init__(self, network: Network, *, gc_mode: str = "native", padding: str | None = None):
         super().__init__()
-        padding = padding or network.padding
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         self.network = network
         self.preprocess = network.backbone.preprocess
         plan = plan_network(network)
         self.backbone = Backbone(network.backbone, output_stride=network.output_stride, gc_mode=gc_mode)
         self.feature_names = list(plan.features)
-        self.nodes = nn.ModuleDict({n.name: NodeModule(n, p, network.norm) for n, p in zip(network.nodes,
-                                                                                             plan.nodes)})
-        self.inputs = {n.name: n.inputs for n in network.nodes}
+        self.nodes = nn.ModuleDict({n.name: network_node(n, p, network.norm) for n, p in zip(network.nodes,
+                                                                                               plan.nodes)})
         self.levels = {n.name: n.level for n in network.nodes}
         head = network.head
         src = plan.features.get(head.source) or next(p.out for p in plan.nodes if p.name == head.source)
@@ -249,8 +115,7 @@ class NetworkModel(nn.Module):
         self.tail_text = network.tail.text if network.tail is not None else ""
         init_weights(self)
         nn.init.constant_(self._classifier_conv().bias, head.bias_init)
-        if padding == "tf":
-            use_tf_padding(self)
+        apply_padding(self, padding or network.padding)
 
     def _classifier_conv(self) -> nn.Conv2d:
         return [m for m in self.head.modules() if isinstance(m, nn.Conv2d)][-1]
@@ -261,14 +126,14 @@ class NetworkModel(nn.Module):
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]
-        known = dict(zip(self.feature_names, self.backbone(x)))
-        for name, node in self.nodes.items():
+
+        def size_of(name: str) -> tuple[int, int]:  # a node's live size: its level, capped at the output stride
             stride = 2 ** self.levels[name]
             if self.network.output_stride:
                 stride = min(stride, self.network.output_stride)
-            size = (-(-h // stride), -(-w // stride))
-            known[name] = node([known[i] for i in self.inputs[name]], size)
-        return known
+            return -(-h // stride), -(-w // stride)
+
+        return run_graph(self.nodes, dict(zip(self.feature_names, self.backbone(x))), size_of)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)[self.source])
@@ -289,8 +154,4 @@ class Serving(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.serve(x)
-
-
-def build_network(network: Network, *, gc_mode: str = "native", padding: str | None = None) -> NetworkModel:
-    return NetworkModel(network, gc_mode=gc_mode, padding=padding)
 

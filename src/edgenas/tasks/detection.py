@@ -15,12 +15,11 @@ from torch import nn
 
 from ..data import detection as det
 from ..data.det_transforms import build_det_transform, collate_detection
-from ..det import SSDLoss, postprocess, ssd_anchors
+from ..det import SSDLoss, detector_anchors, postprocess
 from ..errors import DataError
 from ..eval.det_metrics import DetectionMeter
 from ..models.tflite_import import SUPPORTED
 from ..spec import Detector, SpecError
-from ..spec.detector_plan import plan_detector
 from .base import BaseTask, Loss, percent, trained_spec, training_changes
 
 NUM_CLASSES = {"composite": 10, "coco": 90}  # foreground classes; composite: the 10 Fashion-MNIST classes
@@ -44,19 +43,13 @@ def detector(cfg) -> Detector:
     return trained_spec(cfg, Detector, changes)
 
 
-def anchors_of(spec: Detector) -> torch.Tensor:
-    h = spec.head
-    return ssd_anchors(plan_detector(spec).source_sizes, h.min_scale, h.max_scale, h.aspect_ratios,
-                       h.interpolated_scale_aspect_ratio, h.reduce_boxes_in_lowest_layer)
-
-
 class DetectionLoss(nn.Module):
     """``SSDLoss`` over the spec's anchors, called as (model outputs, targets) like every task's loss."""
 
     def __init__(self, spec: Detector):
         super().__init__()
         self.ssd = SSDLoss(spec.num_classes)
-        self.register_buffer("anchors", anchors_of(spec), persistent=False)
+        self.register_buffer("anchors", detector_anchors(spec), persistent=False)
 
     def forward(self, outputs: tuple[torch.Tensor, torch.Tensor], targets: list[dict]) -> torch.Tensor:
         cls, box = outputs
@@ -68,7 +61,7 @@ class DetectionTaskMeter:
     """Post-processes the raw heads, then COCO's evaluator."""
 
     def __init__(self, spec: Detector, ground_truth):
-        self.anchors, self.coco = anchors_of(spec), DetectionMeter(ground_truth)
+        self.anchors, self.coco = detector_anchors(spec), DetectionMeter(ground_truth)
 
     def update(self, outputs, targets: list[dict], loss: float | None = None) -> None:
         self.coco.update(postprocess(*outputs, self.anchors), targets, loss)
