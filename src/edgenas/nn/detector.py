@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..det import ssd_anchors
-from ..spec import Detector, FusedGroupedOp, GraphConvOp, IbnOp
-from ..spec.detector_plan import Tap, plan_detector
+from ..spec import ConvOp, Detector, FusedGroupedOp, IbnOp, Tensor
+from ..spec.detector_plan import plan_detector
 from .layers import ConvNormAct
 from .model import Backbone, init_weights
 from .network import SamePool, use_tf_padding
@@ -50,15 +50,16 @@ class GraphOpModule(nn.Module):
             mid = in_channels * op.expansion
             self.body = nn.Sequential(ConvNormAct(in_channels, mid, k, s, groups=op.groups, act="relu6", norm=norm),
                                       ConvNormAct(mid, width, norm=norm))
-        elif isinstance(op, GraphConvOp):
-            self.body = ConvNormAct(in_channels, op.out_channels or width, k, s, act="relu6", norm=norm)
+        elif isinstance(op, ConvOp):
+            self.body = ConvNormAct(in_channels, op.out_channels or width, k, s, act=op.act, norm=norm)
         elif op.dw_norm:
-            self.body = nn.Sequential(ConvNormAct(in_channels, in_channels, k, s, groups=in_channels, act="relu6",
+            self.body = nn.Sequential(ConvNormAct(in_channels, in_channels, k, s, groups=in_channels, act=op.dw_act,
                                                   norm=norm),
-                                      ConvNormAct(in_channels, width, act="relu6", norm=norm))
+                                      ConvNormAct(in_channels, op.out_channels or width, act=op.act, norm=norm))
         else:
-            self.body = nn.Sequential(nn.Conv2d(in_channels, in_channels, k, s, k // 2, groups=in_channels),
-                                      ConvNormAct(in_channels, width, act="relu6", norm=norm))
+            self.body = nn.Sequential(nn.Conv2d(in_channels, in_channels, k, s, k // 2, groups=in_channels,
+                                                bias=op.dw_bias),
+                                      ConvNormAct(in_channels, op.out_channels or width, act=op.act, norm=norm))
         self.residual = op.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ class GraphNodeModule(nn.Module):
         c, ops = channels[node.inputs[0]] if self.edges is None else node.width, []
         for op in node.ops:
             ops.append(GraphOpModule(op, c, node.width, norm))
-            c = op.out_channels if isinstance(op, GraphConvOp) and op.out_channels else node.width
+            c = op.out_channels if isinstance(op, ConvOp) and op.out_channels else node.width
         self.ops = nn.Sequential(*ops)
 
     def forward(self, known: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -124,7 +125,7 @@ class BackboneFeatures(Backbone):
     the classifier's (``backbone.stem``, ``backbone.stages``; its ``head.conv`` is ``backbone.final``), so
     ImageNet weights load into it."""
 
-    def __init__(self, arch, taps: dict[str, Tap], used: set[str]):
+    def __init__(self, arch, taps: dict[str, Tensor], used: set[str]):
         super().__init__(arch)
         self.blocks = [b for stage in self.stages for b in stage]  # a plain list: not registered twice
         self.after = {t.block: name for name, t in taps.items() if name in used and not t.expansion}

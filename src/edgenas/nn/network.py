@@ -14,7 +14,8 @@ from torch import nn
 
 from ..spec import Network
 from ..spec.graph import plan_network
-from ..spec.network import ConvOp, DropoutOp, PoolOp, ResizeOp, SepConvOp, Tail
+from ..spec.network import Tail
+from ..spec.ops import ConvOp, DropoutOp, PoolOp, ResizeOp, SepConvOp
 from .layers import make_act
 from .model import Backbone, init_weights
 
