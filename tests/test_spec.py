@@ -290,9 +290,11 @@ def test_a_backbone_without_a_final_conv_cannot_be_read_at_final(capsys, tmp_pat
 def test_class_and_anchor_counts_are_capped_where_they_multiply_memory():
     data = get_arch("ssdlite_mobilenet_v2").to_dict()
     _refused({**data, "head": {**data["head"], "num_classes": 100_000}},
-             "head.num_classes: must be at most 10,000 (the class logits are anchors x (classes + 1) wide")
+             "head.num_classes: 100,000 classes + background x 6 anchors a cell is a 600,006-wide class conv; "
+             "at most 8,192")
     _refused({**data, "head": {**data["head"], "aspect_ratios": [1.0] * 9}}, "head.aspect_ratios: 9 entries; at most 8")
-    assert parse_spec({**data, "head": {**data["head"], "num_classes": 10_000}}).num_classes == 10_000
+    assert parse_spec({**data, "head": {**data["head"], "num_classes": 1203}}).num_classes == 1203  # LVIS
+    _refused({**data, "head": {**data["head"], "num_classes": 1365}}, "head.num_classes: 1,365 classes")
 
 
 @pytest.mark.parametrize("name, place, known", [

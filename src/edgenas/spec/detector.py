@@ -33,18 +33,18 @@ from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from .arch import Arch, InputSize, Norm, Preprocess
-from .blocks import Act, Channels, KernelSize, Spec, at_most, at_most_items
+from .arch import Arch, InputSize, Norm, NumClasses, Preprocess
+from .blocks import MAX_CHANNELS, Act, Channels, KernelSize, Spec, at_most_items
 from .detector_plan import plan_detector
 from .document import Document, Level, NodeName
 from .errors import SpecError, fail
 from .ops import ConvOp, DetectorOp, SepConvOp
 
-# The class logits are anchors x (classes + 1) channels at every cell of every source, and the latency targets
-# hold each layer's tensors whole: 100,000 classes took about 18 GB in ``latency --target edgetpu``. 10,000
-# (with at most 8 aspect ratios, 9 anchors a cell) keeps every command within a few GB; Open Images has 600.
-DetectorClasses = Annotated[int, Field(gt=0), at_most(10_000, "the class logits are anchors x (classes + 1) "
-                                                      "wide; Open Images has 600 classes")]
+# The class conv is anchors x (classes + 1) wide at every cell of a source, and the latency targets hold each
+# layer's tensors whole: ``latency --target edgetpu`` on SSDLite (6 anchors a cell) took 1.4 GB at 1,000 classes,
+# 11.8 GB at 10,000 and about 18 GB at 100,000. Capping that conv at the widest any spec conv may be (8,192:
+# LVIS's 1,203 classes fit, at about 2 GB) keeps every command usable on a 24 GB machine.
+MAX_CLASS_CONV = MAX_CHANNELS
 MAX_ASPECT_RATIOS = 8
 # Far above SpaghettiNet's 18 nodes of at most 4 ops: a junk list is refused before its entries are validated.
 MAX_NODES, MAX_OPS = 256, 16
@@ -88,7 +88,7 @@ class SSDHead(Spec):
 
     type: Literal["ssd"] = "ssd"
     sources: Annotated[tuple[str, ...], Field(min_length=1, max_length=8)]
-    num_classes: DetectorClasses = 90  # foreground classes; the logits have one more column, the background
+    num_classes: NumClasses = 90  # foreground classes; the logits have one more column, the background
     kernel_size: KernelSize = 3
     min_scale: Annotated[float, Field(gt=0, le=1)] = 0.2
     max_scale: Annotated[float, Field(gt=0, le=1)] = 0.95
@@ -103,6 +103,11 @@ class SSDHead(Spec):
     def _scales(self):
         if self.min_scale > self.max_scale:
             raise ValueError(f"min_scale {self.min_scale} is above max_scale {self.max_scale}")
+        anchors = max(self.anchors_per_location())
+        if anchors * (self.num_classes + 1) > MAX_CLASS_CONV:
+            raise SpecError(f"num_classes: {self.num_classes:,} classes + background x {anchors} anchors a cell is "
+                            f"a {anchors * (self.num_classes + 1):,}-wide class conv; at most {MAX_CLASS_CONV:,}",
+                            loc=("num_classes",))
         return self
 
     def anchors_per_location(self) -> list[int]:

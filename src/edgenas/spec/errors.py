@@ -10,8 +10,9 @@ from ..errors import EdgenasError
 from .blocks import BLOCK_TYPES
 from .ops import OP_ALIASES, OP_TYPES
 
-# the tags of the discriminated unions (blocks, node ops, heads) that pydantic inserts into a location
-_TAGS = set(BLOCK_TYPES) | OP_TYPES | {"segmentation", "ssd"}
+# the tags pydantic inserts into a location after a tagged union's place: a list item (a block, a node op), a
+# head or a classifier (not every name: an Arch's head has a ``dropout`` field, a node op type too)
+_TAGS = {int: set(BLOCK_TYPES) | OP_TYPES, "head": {"segmentation", "ssd"}, "classifier": OP_TYPES}
 # an error names its first few problems and counts the rest: a spec with 100,000 bad entries gets one short line
 _NAMED = 3
 
@@ -50,8 +51,7 @@ def _plain_loc(loc: tuple) -> tuple:
     validator-step names it inserts: they name a variant or a function, not a field a user can find."""
     out = []
     for i, part in enumerate(loc):
-        # a tag follows a list index, or a field (``head.ssd``) and then is never the last part
-        if isinstance(part, str) and part in _TAGS and i > 0 and (isinstance(loc[i - 1], int) or i < len(loc) - 1):
+        if i > 0 and part in _TAGS.get(loc[i - 1] if isinstance(loc[i - 1], str) else int, ()):
             continue
         if isinstance(part, str) and part.startswith("function-"):
             continue
