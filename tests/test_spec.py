@@ -217,6 +217,7 @@ def test_replace_takes_every_change_at_once_and_validates_once(monkeypatch):
     changed = net.replace(name="x", input_size=256, padding="tf")
     assert (changed.name, changed.input_size, changed.padding) == ("x", 256, "tf")
     assert plans == [1] and backbone_checks == []  # the backbone is valid as it is: not checked again
+    assert net.model_copy(update={"name": net.name}) == net  # whether checked is not part of a document
     _refused({**net.to_dict(), "input_size": 2}, "input_size: Input should be greater than or equal to 8")
 
 
@@ -305,6 +306,9 @@ def test_an_unknown_op_lists_the_ops_valid_there(name, place, known):
     data = get_arch(name).to_dict()
     data["nodes"][0]["ops"][0] = {"type": "gc_ibn"}
     _refused(data, f"{place}: unknown op type 'gc_ibn' (known: {known})")
+    data = get_arch("deeplabv3plus_mobilenet_v2").to_dict()
+    data["head"]["classifier"]["type"] = "ibn"
+    _refused(data, "head.classifier: unknown op type 'ibn' (known: conv, sep_conv)")
 
 
 def test_an_unknown_kind_is_named_with_the_known_ones():

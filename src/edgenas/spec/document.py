@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
 from ..io import write_atomic
 from .blocks import Spec
@@ -32,6 +33,11 @@ NodeName = Annotated[str, AfterValidator(_identifier)]  # a graph node's name, a
 Level = Annotated[int, Field(ge=0, le=10)]  # log2 of a node's nominal stride; 10 = 1024, past any input we allow
 
 
+# The documents whose ``check`` passed, by identity (a copy is checked again where it is used). Not a private
+# attribute: pydantic's ``==`` compares those, and a checked document equals an unchecked one.
+_CHECKED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
 class Document(Spec):
     """A whole spec that is read from and written to a file. ``LEAD`` names the fields written first (and kept
     in a compact file even at their default), so a file says what it is in its first lines."""
@@ -40,7 +46,6 @@ class Document(Spec):
     NOUN: ClassVar[str] = "a spec"  # for "... must be a mapping"
 
     schema_version: int = SCHEMA_VERSION
-    _checked: bool = PrivateAttr(default=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -54,19 +59,13 @@ class Document(Spec):
     def _check_once(self):
         """``check``, once per object: pydantic runs after-validators again on a document passed in whole (as
         ``replace`` passes an unchanged backbone), and a valid document stays valid."""
-        if not self._checked:
+        if _CHECKED.get(id(self)) is not self:
             self.check()
-            self._checked = True
+            _CHECKED[id(self)] = self
         return self
 
     def check(self) -> None:
         """The checks that need several fields (a graph's shapes); each raises a ``SpecError`` naming the place."""
-
-    def model_copy(self, *, update=None, deep: bool = False) -> Self:
-        copy = super().model_copy(update=update, deep=deep)
-        if update:  # not validated: checked again where it is used
-            copy._checked = False
-        return copy
 
     @classmethod
     def parse(cls, data) -> Self:

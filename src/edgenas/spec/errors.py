@@ -80,7 +80,8 @@ def _tag_message(e: dict, loc: tuple) -> str:
     ctx = e.get("ctx") or {}
     known = [t.strip(" '") for t in ctx.get("expected_tags", "").split(",")]
     known = sorted(t for t in known if t and t not in OP_ALIASES)
-    what = "op" if "ops" in loc else "block" if "blocks" in loc else "head" if "head" in loc else "node"
+    what = ("op" if "ops" in loc or "classifier" in loc else "block" if "blocks" in loc
+            else "head" if "head" in loc else "node")
     kind = reprlib.repr(e["input"].get("type"))  # bounded: the value may be a huge nested list
     return f"unknown {what} type {kind} (known: {', '.join(known)})"
 
