@@ -38,7 +38,7 @@ from .blocks import MAX_CHANNELS, Act, Channels, KernelSize, Spec, at_most_items
 from .detector_plan import plan_detector
 from .document import Document, Level, NodeName
 from .errors import SpecError, fail
-from .ops import ConvOp, DetectorOp, SepConvOp
+from .ops import MAX_NODES, ConvOp, DetectorOp, OpsCap, SepConvOp
 
 # The class conv is anchors x (classes + 1) wide at every cell of a source, and the latency targets hold each
 # layer's tensors whole: ``latency --target edgetpu`` on SSDLite (6 anchors a cell) took 1.4 GB at 1,000 classes,
@@ -46,8 +46,6 @@ from .ops import ConvOp, DetectorOp, SepConvOp
 # LVIS's 1,203 classes fit, at about 2 GB) keeps every command usable on a 24 GB machine.
 MAX_CLASS_CONV = MAX_CHANNELS
 MAX_ASPECT_RATIOS = 8
-# Far above SpaghettiNet's 18 nodes of at most 4 ops: a junk list is refused before its entries are validated.
-MAX_NODES, MAX_OPS = 256, 16
 
 
 class GraphStem(Spec):
@@ -61,7 +59,7 @@ class GraphNode(Spec):
     level: Level
     width: Channels
     inputs: Annotated[tuple[str, ...], Field(min_length=1, max_length=16)]
-    ops: Annotated[tuple[DetectorOp, ...], Field(min_length=1), at_most_items(MAX_OPS, "a node")]
+    ops: Annotated[tuple[DetectorOp, ...], Field(min_length=1), OpsCap]
 
     @field_validator("ops")
     @classmethod

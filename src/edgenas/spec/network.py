@@ -20,12 +20,8 @@ from .blocks import Act, Spec, at_most_items
 from .document import Document, Level, NodeName
 from .graph import BACKBONE_LEVEL, plan_network
 from .errors import SpecError, format_loc
-from .ops import ConvOp, NetworkOp, SepConvOp
+from .ops import MAX_NODES, ConvOp, NetworkOp, OpsCap, SepConvOp
 
-# Far above any zoo graph (Autoseg's BiFPN: 40 nodes; SpaghettiNet: 18 nodes of at most 4 ops), so that a junk
-# list is refused before its entries are validated.
-MAX_NODES, MAX_OPS = 256, 16
-Ops = at_most_items(MAX_OPS, "a node")
 
 
 COMBINES = ("sum", "concat", "attn", "fastattn", "channel_attn", "channel_fastattn")
@@ -43,7 +39,7 @@ class Node(Spec):
     downsample: Literal["avg", "max"] = "avg"
     # pooling window when an input is coarsened by 2^d: EfficientDet's BiFPN pools with kernel 2^d + 1
     down_kernel: Literal["stride", "stride+1"] = "stride+1"
-    ops: Annotated[tuple[NetworkOp, ...], Ops] = ()
+    ops: Annotated[tuple[NetworkOp, ...], OpsCap] = ()
 
     @field_validator("name")
     @classmethod

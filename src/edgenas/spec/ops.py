@@ -13,11 +13,14 @@ from typing import Annotated, Literal, Self, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from .blocks import Act, Channels, KernelSize, Spec, Stride
+from .blocks import Act, Channels, KernelSize, Spec, Stride, at_most_items
 
 Dilation = Annotated[int, Field(ge=1, le=64)]
 Expansion = Annotated[int, Field(ge=1, le=16)]
-FAMILIES = ("network", "detector")
+# Far above any graph the project writes (Autoseg's: 48 nodes; SpaghettiNet's: 12 nodes of at most 4 ops), so
+# that a junk list is refused before its entries are validated.
+MAX_NODES, MAX_OPS = 256, 16
+OpsCap = at_most_items(MAX_OPS, "a node")
 # Spellings read as another op's type and never written: SpaghettiNet's detector files wrote ``sep``.
 OP_ALIASES = {"sep": "sep_conv"}
 
