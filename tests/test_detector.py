@@ -11,7 +11,7 @@ from edgenas.det import anchors_per_location, postprocess, ssd_anchors
 from edgenas.models import get_arch, list_models
 from edgenas.models.detection import spaghettinet_edgetpu, ssdlite_mobilenet_v2
 from edgenas.nn import build_model
-from edgenas.spec import (IBN, Arch, Detector, FusedGroupedOp, GraphConvOp, GraphNode, IbnOp, SepOp, SpecError,
+from edgenas.spec import (IBN, Arch, ConvOp, Detector, FusedGroupedOp, GraphNode, IbnOp, SepConvOp, SpecError,
                           SSDHead, Stage, Stem, count, load_spec, parse_spec, plan_detector, spec_layers)
 
 DET_MODELS = list_models(task="detection")
@@ -103,7 +103,7 @@ def _random_detector(rng) -> Detector:
                 out.append(FusedGroupedOp(expansion=int(rng.choice([2, 4])), stride=s, groups=int(rng.choice([1, 2])),
                                           residual=r))
             else:
-                out.append(SepOp(kernel_size=3, stride=s, residual=r))
+                out.append(SepConvOp(kernel_size=3, stride=s, residual=r))
         return tuple(out)
 
     w = [int(rng.choice([8, 16, 24])) for _ in range(6)]
@@ -219,7 +219,7 @@ def _tiny_backbone(**head) -> Arch:
 def test_backbone_detectors_count_like_their_modules(sources):
     det = Detector(name="tiny_ssd", input_size=64, backbone=_tiny_backbone(),
                    nodes=(GraphNode(name="x5", level=5, width=16, inputs=("C4",),
-                                    ops=(GraphConvOp(out_channels=8), SepOp(stride=2, dw_norm=True))),),
+                                    ops=(ConvOp(out_channels=8), SepConvOp(stride=2, dw_norm=True))),),
                    head=SSDHead(sources=sources, num_classes=3))
     model = build_model(det).eval()
     with FlopCounterMode(display=False) as fc, torch.no_grad():

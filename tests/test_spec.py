@@ -5,8 +5,8 @@ import json
 import pytest
 
 from edgenas.models import get_arch, list_models
-from edgenas.spec import (GCIBN, IBN, Arch, FusedIBN, SpecError, Stage, Stem, arch_layers, count, load_arch,
-                          parse_arch)
+from edgenas.spec import (GCIBN, IBN, Arch, FusedIBN, SepConvOp, SpecError, Stage, Stem, arch_layers, count,
+                          load_arch, parse_arch, parse_spec)
 
 
 @pytest.mark.parametrize("name", list_models(task="classification"))  # networks: test_network.py
@@ -186,3 +186,157 @@ def test_layers_are_built_by_keyword_from_a_closed_set_of_ops():
         Layer(path="x", op="cnov", in_channels=8, out_channels=8, in_size=(4, 4), out_size=(4, 4))
     layer = Layer(path="x", op="conv", in_channels=8, out_channels=16, in_size=(4, 4), out_size=(4, 4))
     assert layer.op is Op.CONV and layer.op == "conv" and layer.macs == 4 * 4 * 16 * 8
+
+
+# --- one document base, one op vocabulary, and the bad input they refuse (issue 27) ---------------------------
+
+def _cli(capsys, *argv):
+    from edgenas.cli import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _refused(data, message: str) -> str:
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(message), text
+    return text
+
+
+def test_replace_takes_every_change_at_once_and_validates_once(monkeypatch):
+    from edgenas.spec import Preprocess, network
+
+    net = get_arch("deeplabv3plus_mobilenet_v2")
+    plans, backbone_checks = [], []
+    real_plan, real_check = network.plan_network, Preprocess.check_channels
+    monkeypatch.setattr(network, "plan_network", lambda *a: plans.append(1) or real_plan(*a))
+    monkeypatch.setattr(Preprocess, "check_channels", lambda *a: backbone_checks.append(1) or real_check(*a))
+    changed = net.replace(name="x", input_size=256, padding="tf")
+    assert (changed.name, changed.input_size, changed.padding) == ("x", 256, "tf")
+    assert plans == [1] and backbone_checks == []  # the backbone is valid as it is: not checked again
+    assert net.model_copy(update={"name": net.name}) == net  # whether checked is not part of a document
+    _refused({**net.to_dict(), "input_size": 2}, "input_size: Input should be greater than or equal to 8")
+
+
+def test_every_document_writes_its_lead_fields_and_discriminators_first():
+    for name in ("mobilenet_v2", "deeplabv3plus_mobilenet_v2", "ssdlite_mobilenet_v2"):
+        spec = get_arch(name)
+        data = spec.to_dict(compact=True)
+        assert list(data)[:len(spec.LEAD)] == list(spec.LEAD)
+        assert parse_spec(data) == spec == parse_spec(json.loads(spec.to_json()))
+    data = get_arch("ssdlite_mobilenet_v2").to_dict(compact=True)
+    assert list(data["nodes"][0]["ops"][1])[0] == "type" and list(data["head"])[0] == "type"
+
+
+def test_old_sep_spelling_loads_and_one_spelling_is_written():
+    """A detector's ``sep`` (SpaghettiNet's files) is the shared ``sep_conv`` op with a detector's defaults:
+    a biased depthwise without BN, or with ``dw_norm`` BN + ReLU6; the counts are the same either way."""
+    det = get_arch("spaghettinet_edgetpu_s")
+    old = json.loads(det.to_json())
+    for node in old["nodes"]:
+        node["ops"] = [{k: v for k, v in op.items() if k not in ("dw_bias", "dw_act", "act")} | (
+            {"type": "sep"} if op["type"] == "sep_conv" else {}) for op in node["ops"]]
+    assert any(op["type"] == "sep" for node in old["nodes"] for op in node["ops"])
+    loaded = parse_spec(old)
+    assert loaded == det and count(loaded) == count(det)
+    assert "'sep'" not in loaded.to_json() and '"sep"' not in loaded.to_json()
+    sep = next(op for node in loaded.nodes for op in node.ops if isinstance(op, SepConvOp))
+    assert (sep.type, sep.dw_bias, sep.dw_act, sep.act) == ("sep_conv", True, "none", "relu6")
+    ssd = parse_spec(get_arch("ssdlite_mobilenet_v2").to_dict())
+    conv, sep = ssd.nodes[0].ops
+    assert (conv.act, sep.dw_bias, sep.dw_act) == ("relu6", False, "relu6")
+
+
+@pytest.mark.parametrize("name, mutate, message", [
+    ("deeplabv3plus_mobilenet_v2", lambda d: d["nodes"][0]["ops"][0].update(stride=2),
+     "nodes[0].ops[0].stride: a network's conv has no stride"),
+    ("deeplabv3plus_mobilenet_v2", lambda d: d["nodes"][0]["ops"][0].pop("out_channels"),
+     "nodes[0].ops[0].out_channels: a network's conv needs out_channels"),
+    ("ssdlite_mobilenet_v2", lambda d: d["nodes"][0]["ops"][1].update(dw_bias=True),
+     "nodes[0].ops[1].dw_bias: a depthwise with BN has no bias"),
+    ("ssdlite_mobilenet_v2", lambda d: d["nodes"][0]["ops"][0].update(dilation=2),
+     "nodes[0].ops[0].dilation: a detector's conv is undilated"),
+    ("deeplabv3plus_mobilenet_v2", lambda d: d["backbone"]["stages"][1]["blocks"][0].update(kernel_size=4),
+     "backbone.stages[1].blocks[0].kernel_size: kernel size must be odd"),
+    ("deeplabv3plus_mobilenet_v2", lambda d: d["backbone"]["stages"][1]["blocks"][0].update(type="skip", stride=1),
+     "backbone.stages[1].blocks[0]"),
+])
+def test_the_shared_ops_keep_each_familys_rules(name, mutate, message):
+    data = get_arch(name).to_dict()
+    mutate(data)
+    _refused(data, message)
+
+
+def test_a_detectors_preprocess_has_one_value_per_input_channel():
+    data = get_arch("spaghettinet_edgetpu_s").to_dict()
+    _refused({**data, "in_channels": 1}, "preprocess: mean and std need 1 values, one per input channel")
+    parse_spec({**data, "in_channels": 1, "preprocess": {"mean": [0.5], "std": [0.5]}})
+
+
+def test_a_backbone_without_a_final_conv_cannot_be_read_at_final(capsys, tmp_path):
+    data = get_arch("ssdlite_mobilenet_v2").to_dict()
+    data["backbone"]["head"]["conv_channels"] = None
+    message = "nodes[0].inputs[0]: reads 'final', the backbone's final 1x1 conv, but backbone.head.conv_channels"
+    _refused(data, message)
+    path = tmp_path / "det.json"
+    path.write_text(json.dumps(data))
+    for argv in (("arch", "validate", str(path)), ("profile", str(path))):
+        code, _, err = _cli(capsys, *argv)
+        assert code == 1 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_class_and_anchor_counts_are_capped_where_they_multiply_memory():
+    data = get_arch("ssdlite_mobilenet_v2").to_dict()
+    _refused({**data, "head": {**data["head"], "num_classes": 100_000}},
+             "head.num_classes: 100,000 classes + background x 6 anchors a cell is a 600,006-wide class conv; "
+             "at most 8,192")
+    _refused({**data, "head": {**data["head"], "aspect_ratios": [1.0] * 9}}, "head.aspect_ratios: 9 entries; at most 8")
+    assert parse_spec({**data, "head": {**data["head"], "num_classes": 1203}}).num_classes == 1203  # LVIS
+    _refused({**data, "head": {**data["head"], "num_classes": 1365}}, "head.num_classes: 1,365 classes")
+
+
+@pytest.mark.parametrize("name, place, known", [
+    ("deeplabv3plus_mobilenet_v2", "nodes[0].ops[0]", "conv, dropout, pool, resize, sep_conv"),
+    ("spaghettinet_edgetpu_s", "nodes[0].ops[0]", "conv, fused_grouped, ibn, sep_conv"),
+])
+def test_an_unknown_op_lists_the_ops_valid_there(name, place, known):
+    data = get_arch(name).to_dict()
+    data["nodes"][0]["ops"][0] = {"type": "gc_ibn"}
+    _refused(data, f"{place}: unknown op type 'gc_ibn' (known: {known})")
+    data = get_arch("deeplabv3plus_mobilenet_v2").to_dict()
+    data["head"]["classifier"]["type"] = "ibn"
+    _refused(data, "head.classifier: unknown op type 'ibn' (known: conv, sep_conv)")
+
+
+def test_an_unknown_kind_is_named_with_the_known_ones():
+    data = get_arch("deeplabv3plus_mobilenet_v2").to_dict()
+    text = _refused({**data, "kind": "Network"}, "kind: 'Network' is not a known kind (known, case-sensitive: "
+                                                 "network, detector; an arch has no kind)")
+    assert "stem" not in text
+
+
+def test_huge_junk_is_refused_by_its_first_problem_in_one_short_line():
+    """Refused before its entries are validated (each of these took over 20 s): the line names the first
+    problem and a count, not 100,000 problems."""
+    arch = get_arch("mobilenet_v2").to_dict()
+    text = _refused({**arch, "stages": [{"junk": 1}] * 100_000}, "stages: 100,000 entries; at most 64 (an arch)")
+    assert len(text) < 200
+    stem = {**arch["stem"], **{f"x{i}": 1 for i in range(100_000)}}
+    text = _refused({**arch, "stem": stem}, "stem: 'x0' and 99,999 more keys are not known fields")
+    assert len(text) < 200
+    det = get_arch("spaghettinet_edgetpu_s").to_dict()
+    _refused({**det, "nodes": [{"junk": 1}] * 100_000}, "nodes: 100,000 entries; at most 256 (a detector)")
+    net = get_arch("deeplabv3plus_mobilenet_v2").to_dict()
+    _refused({**net, "nodes": [{"junk": 1}] * 1000}, "nodes: 1,000 entries; at most 256 (a network)")
+    net["nodes"][0]["ops"] = [{"type": "dropout", "rate": 0.1}] * 17
+    _refused(net, "nodes[0].ops: 17 entries; at most 16 (a node)")
+
+
+def test_many_small_problems_name_the_first_few_and_count_the_rest():
+    arch = get_arch("mobilenet_v2").to_dict()
+    arch["stages"] = [{"junk": 1}] * 64
+    text = _refused(arch, "stages[0].out_channels: is required (and ")
+    assert text.count(";") == 1 and len(text) < 300

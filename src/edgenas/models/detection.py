@@ -8,9 +8,9 @@ feed the head; at 320 they are 20x20, 10x10, 5x5, 3x3, 3x3 (c0n5 is nominally le
 
 from __future__ import annotations
 
-from ..spec import Arch, Detector, FusedGroupedOp, GraphConvOp, GraphNode, IbnOp, Norm, SepOp, SSDHead
 from .edgetpu_v2 import mobilenet_edgetpu_v2
 from .mobilenet import mobilenet_v2
+from ..spec import Arch, ConvOp, Detector, FusedGroupedOp, GraphNode, IbnOp, Norm, SepConvOp, SSDHead
 
 COCO_CLASSES = 90
 OUTPUTS = ("c0n1", "c0n2", "c0n3", "c0n4", "c0n5")
@@ -25,7 +25,7 @@ def I(k, e, s=1, r=False):  # noqa: E741,N802
 
 
 def Sp(k, s=1, r=False):  # noqa: N802
-    return SepOp(kernel_size=k, stride=s, residual=r)
+    return SepConvOp(kernel_size=k, stride=s, residual=r)
 
 
 # name -> (level, inputs); the same graph for S, M and L
@@ -93,27 +93,28 @@ def spaghettinet_edgetpu(variant: str, num_classes: int = COCO_CLASSES, input_si
 # the depth + BN + ReLU6. At 320: 20x20, 10x10, 5x5, 3x3, 2x2, 1x1, 2034 anchors.
 SSDLITE_TAPS = ("E4", "final")
 SSDLITE_EXTRA = (512, 256, 256, 128)
+SSDLITE_NORM = Norm(eps=1e-3, momentum=0.0003)  # the TF configs' BN: decay 0.9997, eps 1e-3
 
 
 def ssdlite(name: str, backbone: Arch, num_classes: int = COCO_CLASSES, input_size: int = 320) -> Detector:
+    """SSDLite over ``backbone``, which takes the detector's input size and BN settings (in one validation)."""
     nodes, previous = [], SSDLITE_TAPS[-1]
     for i, depth in enumerate(SSDLITE_EXTRA):
         nodes.append(GraphNode(name=f"extra{i + 1}", level=6 + i, width=depth, inputs=(previous,),
-                               ops=(GraphConvOp(out_channels=depth // 2), SepOp(stride=2, dw_norm=True))))
+                               ops=(ConvOp(out_channels=depth // 2), SepConvOp(stride=2, dw_norm=True))))
         previous = nodes[-1].name
-    return Detector(name=name, input_size=input_size, backbone=backbone.replace(input_size=input_size),
+    return Detector(name=name, input_size=input_size, backbone=backbone.replace(input_size=input_size,
+                                                                                norm=SSDLITE_NORM),
                     nodes=tuple(nodes), head=SSDHead(sources=SSDLITE_TAPS + tuple(n.name for n in nodes),
                                                      num_classes=num_classes),
-                    norm=Norm(eps=1e-3, momentum=0.0003))  # the TF configs' BN: decay 0.9997, eps 1e-3
+                    norm=SSDLITE_NORM)
 
 
 def ssdlite_mobilenet_v2(num_classes: int = COCO_CLASSES, input_size: int = 320) -> Detector:
-    arch = mobilenet_v2().replace(norm=Norm(eps=1e-3, momentum=0.0003))
-    return ssdlite("ssdlite_mobilenet_v2", arch, num_classes, input_size)
+    return ssdlite("ssdlite_mobilenet_v2", mobilenet_v2(), num_classes, input_size)
 
 
 def ssdlite_mobilenet_edgetpu_v2_s(num_classes: int = COCO_CLASSES, input_size: int = 320) -> Detector:
     """As TF's ``ssd_mobilenet_edgetpu_feature_extractor`` reads MobileNetEdgeTPU (v1): the expansion of the
     first stride-32 block and the final 1x1 conv; Google released no detector on the V2 backbone."""
-    arch = mobilenet_edgetpu_v2("s").replace(norm=Norm(eps=1e-3, momentum=0.0003))
-    return ssdlite("ssdlite_mobilenet_edgetpu_v2_s", arch, num_classes, input_size)
+    return ssdlite("ssdlite_mobilenet_edgetpu_v2_s", mobilenet_edgetpu_v2("s"), num_classes, input_size)

@@ -9,7 +9,7 @@ import math
 
 from ..spec import IBN, Act, Arch, ConvOp, FusedIBN, Head, Network, Node, Norm, PoolOp, SegmentationHead
 from ..spec import SepConvOp, Stage, Stem, Tail, feature_levels
-from ..spec.network import DropoutOp
+from ..spec.ops import DropoutOp
 
 ADE20K_32 = 32  # Google's ADE20K-32 protocol: 31 scored classes and an ignored channel 0 (reference 4.1)
 

@@ -30,7 +30,7 @@ class InvertedBottleneck(_ResidualBlock):
     """ibn / grouped_ibn: [1x1 expand] -> k x k depthwise (or grouped) -> [SE] -> 1x1 linear projection.
 
     Its feature tap: ``forward_with_expansion`` also returns the expansion's output, which TF's SSD feature
-    extractors read from the first block of a level (``spec.detector_plan.Tap.expansion``)."""
+    extractors read from the first block of a level (``spec.Tensor.expansion``)."""
 
     def __init__(self, spec: IBN, in_channels, out_channels, *, stride, dilation, norm, drop_path, gc_mode):
         super().__init__()

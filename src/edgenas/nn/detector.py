@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..det import detector_anchors
-from ..spec import Detector, FusedGroupedOp, GraphConvOp, IbnOp
-from ..spec.detector_plan import Tap, plan_detector
+from ..spec import ConvOp, Detector, FusedGroupedOp, IbnOp, Tensor
+from ..spec.detector_plan import plan_detector
 from .backbone import Backbone, init_weights
 from .graph import Fuse, GraphNode, SamePool, apply_padding, run_graph
 from .layers import ConvNormAct
@@ -51,15 +51,16 @@ class GraphOpModule(nn.Module):
             self.body = nn.Sequential(ConvNormAct(in_channels, mid, k, s, groups=op.groups, act="relu6", norm=norm,
                                                   gc_mode=gc_mode),
                                       ConvNormAct(mid, width, norm=norm))
-        elif isinstance(op, GraphConvOp):
-            self.body = ConvNormAct(in_channels, op.out_channels or width, k, s, act="relu6", norm=norm)
+        elif isinstance(op, ConvOp):
+            self.body = ConvNormAct(in_channels, op.out_channels or width, k, s, act=op.act, norm=norm)
         elif op.dw_norm:
-            self.body = nn.Sequential(ConvNormAct(in_channels, in_channels, k, s, groups=in_channels, act="relu6",
+            self.body = nn.Sequential(ConvNormAct(in_channels, in_channels, k, s, groups=in_channels, act=op.dw_act,
                                                   norm=norm),
-                                      ConvNormAct(in_channels, width, act="relu6", norm=norm))
+                                      ConvNormAct(in_channels, op.out_channels or width, act=op.act, norm=norm))
         else:
-            self.body = nn.Sequential(nn.Conv2d(in_channels, in_channels, k, s, k // 2, groups=in_channels),
-                                      ConvNormAct(in_channels, width, act="relu6", norm=norm))
+            self.body = nn.Sequential(nn.Conv2d(in_channels, in_channels, k, s, k // 2, groups=in_channels,
+                                                bias=op.dw_bias),
+                                      ConvNormAct(in_channels, op.out_channels or width, act=op.act, norm=norm))
         self.residual = op.residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ def detector_node(node, levels: dict[str, int], channels: dict[str, int], norm, 
     c, ops = node.width if many else channels[node.inputs[0]], []
     for op in node.ops:
         ops.append(GraphOpModule(op, c, node.width, norm, gc_mode))
-        c = op.out_channels if isinstance(op, GraphConvOp) and op.out_channels else node.width
+        c = op.out_channels if isinstance(op, ConvOp) and op.out_channels else node.width
     return GraphNode(node.inputs, edges, Fuse("sum", len(node.inputs), node.width, crop=finest),
                      nn.ReLU6() if many else nn.Identity(), nn.Sequential(*ops))
 
@@ -116,7 +117,7 @@ class BackboneFeatures(Backbone):
     conv. Its state-dict keys are the classifier's (``backbone.stem``, ``backbone.stages``; its ``head.conv``
     is ``backbone.final``), so ImageNet weights load into it."""
 
-    def __init__(self, arch, taps: dict[str, Tap], used: set[str], gc_mode: str = "native"):
+    def __init__(self, arch, taps: dict[str, Tensor], used: set[str], gc_mode: str = "native"):
         super().__init__(arch, gc_mode=gc_mode)
         self.after = {t.block: name for name, t in taps.items() if name in used and not t.expansion}
         self.inside = {t.block: name for name, t in taps.items() if name in used and t.expansion}

@@ -12,7 +12,8 @@ from torch import nn
 
 from ..spec import Network
 from ..spec.graph import plan_network
-from ..spec.network import ConvOp, DropoutOp, PoolOp, ResizeOp, SepConvOp, Tail
+from ..spec.network import Tail
+from ..spec.ops import ConvOp, DropoutOp, PoolOp, ResizeOp, SepConvOp
 from .backbone import Backbone, init_weights
 from .graph import (PADDINGS, Fuse, GraphNode, Resize, SamePool, apply_padding, run_graph, tf_same_pads,
                     use_tf_padding)

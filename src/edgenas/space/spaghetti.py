@@ -1,7 +1,7 @@
 """``spaghetti-320``: SpaghettiNet-EdgeTPU's detection graph searched (reference 5.1-5.2).
 
 The graph of ``models.detection.EDGES`` (a stem, backbone nodes n0-n5, head nodes c0n0-c0n5 feeding the SSD
-head). Per node: its width, and up to four ops in order, each IbnOp, FusedGroupedOp (groups 1-4) or SepOp
+head). Per node: its width, and up to four ops in order, each IbnOp, FusedGroupedOp (groups 1-4) or SepConvOp
 with its kernel {3, 5} and expansion {4, 8}; a ``none`` op ends the node's list (depth 1-4; a backbone node's
 first op downsamples). Ops after the first keep their residual, as in every released variant. Each head node
 also chooses among a few input sets (MnasFPN-like cross-level connections; the released graph's set among
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..models.detection import COCO_CLASSES, EDGES, OUTPUTS, VARIANTS
-from ..spec import Detector, FusedGroupedOp, GraphNode, GraphStem, IbnOp, Norm, Preprocess, SepOp, SSDHead
+from ..spec import Detector, FusedGroupedOp, GraphNode, GraphStem, IbnOp, Norm, Preprocess, SepConvOp, SSDHead
 from ..spec.blocks import Spec
 from .choice import Choice
 from .space import SearchSpace
@@ -46,7 +46,7 @@ def _op_choice(stride: int, last: bool) -> Choice:
     k, e = Choice(KERNELS), Choice(EXPANSIONS)
     options = [IbnOp.model_construct(kernel_size=k, expansion=e, stride=stride),
                FusedGroupedOp.model_construct(kernel_size=k, expansion=e, stride=stride, groups=Choice(GROUPS)),
-               SepOp.model_construct(kernel_size=k, stride=stride)]
+               SepConvOp.model_construct(kernel_size=k, stride=stride).settled("detector")]
     return Choice(tuple(options + ([NoOp()] if last else [])))
 
 

@@ -7,22 +7,21 @@ through versioned JSON and YAML.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, ClassVar, Literal, NamedTuple
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field
 
-from ..io import write_atomic
-from .blocks import Act, Block, Channels, KernelSize, Spec, Stride, at_most
-from .datafile import read_data
-from .errors import SpecError, format_loc, from_validation_error
+from .blocks import Act, Block, Channels, KernelSize, Spec, Stride, at_most, at_most_items
+from .document import Document
+from .errors import SpecError, format_loc
 
-SCHEMA_VERSION = 1
 InputSize = Annotated[int, Field(ge=8, le=4096)]
 NumClasses = Annotated[int, Field(gt=0), at_most(100_000, "wider than any on-device classifier; ImageNet-21k "
                                                  "has 21,841 classes")]
+# Far above any arch the project writes (the most: 22 stages, an Autoseg-space backbone of one block each; 5
+# blocks in a stage), so that a junk list is refused before its entries are validated.
+MAX_STAGES, MAX_BLOCKS = 64, 64
+PerChannel = at_most_items(16, "one value per input channel, and at most 16 input channels")
 
 
 class Stem(Spec):
@@ -36,7 +35,7 @@ class Stage(Spec):
     """Blocks that share an output width; the first block maps the previous width to ``out_channels``."""
 
     out_channels: Channels
-    blocks: Annotated[tuple[Block, ...], Field(min_length=1)]
+    blocks: Annotated[tuple[Block, ...], Field(min_length=1), at_most_items(MAX_BLOCKS, "a stage")]
 
 
 class Head(Spec):
@@ -60,10 +59,16 @@ class Preprocess(Spec):
     """What the deployed model expects: x in [0, 1] -> (x - mean) / std, resize shorter side, center crop."""
 
     # one value per input channel (Arch checks the count); Google: RGB scaled to [-1, 1]
-    mean: Annotated[tuple[float, ...], Field(min_length=1)] = (0.5, 0.5, 0.5)
-    std: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (0.5, 0.5, 0.5)  # divides
+    mean: Annotated[tuple[float, ...], Field(min_length=1), PerChannel] = (0.5, 0.5, 0.5)
+    std: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1), PerChannel] = (0.5, 0.5, 0.5)
     crop_pct: Annotated[float, Field(gt=0, le=1)] = 0.875
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+
+    def check_channels(self, in_channels: int) -> None:
+        """A model normalizes each of its ``in_channels`` input channels by its own mean and std."""
+        if len(self.mean) != in_channels or len(self.std) != in_channels:
+            raise SpecError(f"preprocess: mean and std need {in_channels} values, one per input channel",
+                            loc=("preprocess",))
 
 
 class BlockSite(NamedTuple):
@@ -84,37 +89,27 @@ class BlockSite(NamedTuple):
         return format_loc(self.loc)
 
 
-class Arch(Spec):
-    schema_version: int = SCHEMA_VERSION
+class Arch(Document):
+    LEAD: ClassVar = ("schema_version", "name", "input_size", "in_channels")
+    NOUN: ClassVar = "an arch"
+
     name: str = ""
     input_size: InputSize = 224  # deployment resolution; latency is predicted here
     in_channels: Annotated[int, Field(gt=0, le=16)] = 3
     stem: Stem
-    stages: Annotated[tuple[Stage, ...], Field(min_length=1)]
+    stages: Annotated[tuple[Stage, ...], Field(min_length=1), at_most_items(MAX_STAGES, "an arch")]
     head: Head = Head()
     norm: Norm = Norm()
     drop_path_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0  # stochastic depth, rising linearly per block
     preprocess: Preprocess = Preprocess()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _known_version(cls, data):
-        if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise SpecError(f"schema_version: {data['schema_version']!r} is not supported "
-                            f"(this edgenas reads {SCHEMA_VERSION})", loc=("schema_version",))
-        return data
-
-    @model_validator(mode="after")
-    def _channels_fit(self):
-        if len(self.preprocess.mean) != self.in_channels or len(self.preprocess.std) != self.in_channels:
-            raise SpecError(f"preprocess: mean and std need {self.in_channels} values, one per input channel",
-                            loc=("preprocess",))
+    def check(self) -> None:
+        self.preprocess.check_channels(self.in_channels)
         for site in self.blocks():
             problems = site.block.check(site.in_channels, site.out_channels)
             if problems:
                 field, msg = problems[0]
                 raise SpecError(f"{site.path}.{field}: {msg}", loc=(*site.loc, field))
-        return self
 
     def blocks(self):
         """Yield a ``BlockSite`` for every block, in network order."""
@@ -137,56 +132,9 @@ class Arch(Spec):
         """Channels of the last backbone feature (before the head)."""
         return self.stages[-1].out_channels
 
-    def replace(self, **changes) -> Arch:
-        """A validated copy with top-level fields changed (nested specs are replaced whole)."""
-        return parse_arch({**self.model_dump(mode="python"), **_dumped(changes)})
-
     def with_classes(self, num_classes: int) -> Arch:
-        return self.replace(head=self.head.model_copy(update={"num_classes": num_classes}))
-
-    # --- serialization -------------------------------------------------------------------------------
-    def to_dict(self, compact: bool = False) -> dict:
-        """Plain data, every block's ``type`` first. ``compact`` leaves out fields at their default value
-        (the schema version, deployment input and block types always stay), which loads the same."""
-        data = self.model_dump(mode="json", exclude_defaults=compact)
-        data = {"schema_version": self.schema_version, "name": self.name, "input_size": self.input_size,
-                "in_channels": self.in_channels, **data}
-        for stage_data, stage in zip(data["stages"], self.stages):
-            stage_data["blocks"] = [{"type": b.type, **d} for d, b in zip(stage_data["blocks"], stage.blocks)]
-        return data
-
-    def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(compact=True), sort_keys=False, default_flow_style=None, width=110)
-
-    def save(self, path: str | Path) -> None:
-        """Write JSON or YAML by suffix, atomically (temporary name, then rename)."""
-        path = Path(path)
-        write_atomic(path, self.to_json() if path.suffix == ".json" else self.to_yaml())
+        return self.replace(head={**dict(self.head), "num_classes": num_classes})
 
 
-def _dumped(changes: dict) -> dict:
-    return {k: v.model_dump(mode="python") if isinstance(v, Spec) else v for k, v in changes.items()}
-
-
-def parse_arch(data) -> Arch:
-    """Validate plain data (as from JSON/YAML) into an ``Arch``; raise a one-line ``SpecError``."""
-    if isinstance(data, Arch):
-        return data
-    if not isinstance(data, dict):
-        raise SpecError(f"an arch must be a mapping, got {type(data).__name__}")
-    try:
-        return Arch.model_validate(data)
-    except ValidationError as err:
-        raise from_validation_error(err) from None
-
-
-def load_arch(path: str | Path) -> Arch:
-    """Read an arch from a ``.json``, ``.yaml`` or ``.yml`` file."""
-    data = read_data(path)
-    try:
-        return parse_arch(data)
-    except SpecError as err:
-        raise SpecError(f"{path}: {err}", loc=err.loc) from None
+parse_arch = Arch.parse
+load_arch = Arch.load

@@ -8,10 +8,11 @@ stride 1 and in == out. Behaviour that belongs to a block (its checks, its layer
 
 from __future__ import annotations
 
+import reprlib
 from enum import StrEnum
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .layer import Layer, conv_out
 
@@ -44,6 +45,15 @@ def at_most(limit: int, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def at_most_items(limit: int, why: str) -> BeforeValidator:
+    """A cap on a list's length checked before its items are: 100,000 bad entries are refused as fast as one."""
+    def check(value):
+        if isinstance(value, (list, tuple)) and len(value) > limit:
+            raise ValueError(f"{len(value):,} entries; at most {limit} ({why})")
+        return value
+    return BeforeValidator(check)
+
+
 KernelSize = Annotated[int, Field(ge=1, le=11), AfterValidator(_odd)]
 Stride = Literal[1, 2]
 MAX_CHANNELS = 8192
@@ -53,11 +63,25 @@ MidChannels = Annotated[int, Field(gt=0), at_most(MAX_CHANNELS * MAX_EXPAND_RATI
                                                   f"expand_ratio allows: {MAX_EXPAND_RATIO} x {MAX_CHANNELS:,}")]
 
 
+_FEW = 16  # unknown keys reported one by one
+
+
 class Spec(BaseModel):
     """Base of every spec model: immutable; unknown fields are errors, not silently dropped; NaN and infinity
     are refused before any bound is checked (else NaN fails ``gt=0`` with a misleading reason)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_unknown(cls, data):
+        """Refuse a mapping with many more keys than the model has fields at once: pydantic would report each
+        of 100,000 unknown keys (seconds) where one line is all a user reads. A few stay pydantic's to report,
+        each at its own path."""
+        if isinstance(data, dict) and len(data) > len(cls.model_fields) + _FEW:
+            unknown = [k for k in data if k not in cls.model_fields]
+            raise ValueError(f"{reprlib.repr(unknown[0])} and {len(unknown) - 1:,} more keys are not known fields")
+        return data
 
 
 def conv(path, cin, cout, size, k=1, stride=1, dilation=1, groups=1, act="none", bias=False, norm=True):

@@ -11,15 +11,16 @@ stride), a ``width`` and ``inputs`` earlier in the list (the list is the topolog
 
 Then the node's ops run in order, each with SpaghettiNet's own conventions (they differ from the
 classification blocks): ``ibn`` expands relative to the node's *output* width; ``fused_grouped`` splits its
-input into ``groups`` slices and expands each relative to the *input*; ``sep`` is a biased depthwise conv
-with no BN or activation before its 1x1 + BN + ReLU6. Residuals are explicit flags.
+input into ``groups`` slices and expands each relative to the *input*; ``sep_conv`` is a biased depthwise
+conv with no BN or activation before its 1x1 + BN + ReLU6 (files may spell it ``sep``, as they once did).
+Residuals are explicit flags. ``spec.ops`` says how these defaults differ from a ``Network``'s.
 
 A detector may instead start from a classification ``backbone`` (an ``Arch``; then there is no stem), as the
 SSDLite baselines do. Its features are inputs by name: ``C<level>`` the backbone's feature level (its last
 output at stride 2^level), ``E<level>`` the expansion output of the inverted bottleneck that leaves that level
 (TF's ``layer_15/expansion_output`` for MobileNetV2 is ``E4``), and ``final`` the backbone's final 1x1 conv
 (the classifier head's, 1280 wide for MobileNetV2). SSD's extra layers are then nodes with a ``conv`` op
-(1x1 + BN + ReLU6 to half the width) and a ``sep`` op with ``dw_norm`` (depthwise + BN + ReLU6, stride 2).
+(1x1 + BN + ReLU6 to half the width) and a ``sep_conv`` op with ``dw_norm`` (depthwise + BN + ReLU6, stride 2).
 
 The SSD head (SSDLite box predictor) reads ``sources`` in order: per source, a 3x3 depthwise + BN + ReLU6 and a
 biased 1x1 to anchors x 4 box codes, and the same to anchors x (classes + 1) class logits (column 0 the
@@ -28,67 +29,23 @@ background). Shapes, validation and the layer list live in ``spec.detector_plan`
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
-from ..io import write_atomic
-from .arch import SCHEMA_VERSION, Arch, InputSize, Norm, NumClasses, Preprocess, _dumped
-from .blocks import Channels, KernelSize, Spec, Stride
-from .errors import SpecError
-from .network import NAME, Level
+from .arch import Arch, InputSize, Norm, NumClasses, Preprocess
+from .blocks import MAX_CHANNELS, Act, Channels, KernelSize, Spec, at_most_items
+from .detector_plan import plan_detector
+from .document import Document, Level, NodeName
+from .errors import SpecError, fail
+from .ops import MAX_NODES, ConvOp, DetectorOp, OpsCap, SepConvOp
 
-Expansion = Annotated[int, Field(ge=1, le=16)]
-
-
-class IbnOp(Spec):
-    """1x1 expand to ``expansion`` x the node's width + BN + ReLU6 -> k x k depthwise (stride) + BN + ReLU6 ->
-    1x1 project + BN."""
-
-    type: Literal["ibn"] = "ibn"
-    kernel_size: KernelSize = 3
-    expansion: Expansion = 4
-    stride: Stride = 1
-    residual: bool = False
-
-
-class FusedGroupedOp(Spec):
-    """The input split into ``groups`` slices, one k x k conv per slice (C/g -> expansion x C/g, stride) + BN +
-    ReLU6, concatenated -> 1x1 project + BN. ``groups`` 1 is a plain fused IBN."""
-
-    type: Literal["fused_grouped"] = "fused_grouped"
-    kernel_size: KernelSize = 3
-    expansion: Expansion = 4
-    stride: Stride = 1
-    groups: Annotated[int, Field(ge=1, le=64)] = 1
-    residual: bool = False
-
-
-class SepOp(Spec):
-    """k x k depthwise (stride) with bias, no BN or activation -> 1x1 + BN + ReLU6. With ``dw_norm`` the
-    depthwise has BN + ReLU6 and no bias (SSDLite's extra layers, TF's ``separable_conv2d`` in an arg scope)."""
-
-    type: Literal["sep"] = "sep"
-    kernel_size: KernelSize = 3
-    stride: Stride = 1
-    dw_norm: bool = False
-    residual: bool = False
-
-
-class GraphConvOp(Spec):
-    """k x k conv (stride) + BN + ReLU6 to ``out_channels`` (default: the node's width)."""
-
-    type: Literal["conv"] = "conv"
-    kernel_size: KernelSize = 1
-    stride: Stride = 1
-    out_channels: Channels | None = None
-    residual: bool = False
-
-
-GraphOp = Annotated[Union[IbnOp, FusedGroupedOp, SepOp, GraphConvOp], Field(discriminator="type")]
+# The class conv is anchors x (classes + 1) wide at every cell of a source, and the latency targets hold each
+# layer's tensors whole: ``latency --target edgetpu`` on SSDLite (6 anchors a cell) took 1.4 GB at 1,000 classes,
+# 11.8 GB at 10,000 and about 18 GB at 100,000. Capping that conv at the widest any spec conv may be (8,192:
+# LVIS's 1,203 classes fit, at about 2 GB) keeps every command usable on a 24 GB machine.
+MAX_CLASS_CONV = MAX_CHANNELS
+MAX_ASPECT_RATIOS = 8
 
 
 class GraphStem(Spec):
@@ -98,18 +55,30 @@ class GraphStem(Spec):
 
 
 class GraphNode(Spec):
-    name: str
+    name: NodeName
     level: Level
     width: Channels
     inputs: Annotated[tuple[str, ...], Field(min_length=1, max_length=16)]
-    ops: Annotated[tuple[GraphOp, ...], Field(min_length=1)]
+    ops: Annotated[tuple[DetectorOp, ...], Field(min_length=1), OpsCap]
 
-    @field_validator("name")
+    @field_validator("ops")
     @classmethod
-    def _identifier(cls, name: str) -> str:
-        if not NAME.match(name):
-            raise ValueError(f"{name!r} is not a node name (letters, digits and _, not starting with a digit)")
-        return name
+    def _settled(cls, ops):
+        return tuple(_settled(op, (k,)) for k, op in enumerate(ops))
+
+
+def _settled(op, loc: tuple):
+    """``op`` with a detector's defaults. A detector builds its conv and sep_conv with BN after each 1x1 and no
+    bias there, undilated, and a depthwise with an activation only behind its BN."""
+    if isinstance(op, (ConvOp, SepConvOp)):
+        if op.dilation != 1 or op.bias or not op.norm:
+            bad = "dilation" if op.dilation != 1 else "bias" if op.bias else "norm"
+            fail((*loc, bad), f"a detector's {op.type} is undilated, with BN and no bias (as SpaghettiNet's)")
+        if isinstance(op, SepConvOp) and op.dw_norm and op.dw_bias:
+            fail((*loc, "dw_bias"), "a depthwise with BN has no bias")
+        if isinstance(op, SepConvOp) and not op.dw_norm and op.dw_act not in (None, Act.NONE):
+            fail((*loc, "dw_act"), "a depthwise activation needs dw_norm (SpaghettiNet's depthwise has neither)")
+    return op.settled("detector")
 
 
 class SSDHead(Spec):
@@ -121,7 +90,8 @@ class SSDHead(Spec):
     kernel_size: KernelSize = 3
     min_scale: Annotated[float, Field(gt=0, le=1)] = 0.2
     max_scale: Annotated[float, Field(gt=0, le=1)] = 0.95
-    aspect_ratios: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1)] = (
+    aspect_ratios: Annotated[tuple[Annotated[float, Field(gt=0)], ...], Field(min_length=1),
+                             at_most_items(MAX_ASPECT_RATIOS, "anchors per cell multiply the class logits")] = (
         1.0, 2.0, 0.5, 3.0, 0.3333333)
     interpolated_scale_aspect_ratio: Annotated[float, Field(ge=0)] = 1.0  # 0: no interpolated-scale anchor
     reduce_boxes_in_lowest_layer: bool = True
@@ -131,6 +101,11 @@ class SSDHead(Spec):
     def _scales(self):
         if self.min_scale > self.max_scale:
             raise ValueError(f"min_scale {self.min_scale} is above max_scale {self.max_scale}")
+        anchors = max(self.anchors_per_location())
+        if anchors * (self.num_classes + 1) > MAX_CLASS_CONV:
+            raise SpecError(f"num_classes: {self.num_classes:,} classes + background x {anchors} anchors a cell is "
+                            f"a {anchors * (self.num_classes + 1):,}-wide class conv; at most {MAX_CLASS_CONV:,}",
+                            loc=("num_classes",))
         return self
 
     def anchors_per_location(self) -> list[int]:
@@ -143,8 +118,10 @@ class SSDHead(Spec):
 Head = Annotated[Union[SSDHead], Field(discriminator="type")]
 
 
-class Detector(Spec):
-    schema_version: int = SCHEMA_VERSION
+class Detector(Document):
+    LEAD: ClassVar = ("schema_version", "kind", "name", "task", "input_size")
+    NOUN: ClassVar = "a detector"
+
     kind: Literal["detector"] = "detector"
     name: str = ""
     task: Literal["detection"] = "detection"
@@ -152,7 +129,7 @@ class Detector(Spec):
     in_channels: Annotated[int, Field(ge=1, le=16)] = 3
     backbone: Arch | None = None  # a classification backbone whose features feed the graph (SSDLite baselines)
     stem: GraphStem | None = None  # SpaghettiNet's stem; the default one unless a backbone is given
-    nodes: Annotated[tuple[GraphNode, ...], Field(min_length=1)]
+    nodes: Annotated[tuple[GraphNode, ...], Field(min_length=1), at_most_items(MAX_NODES, "a detector")]
     head: Head
     norm: Norm = Norm(eps=1e-3, momentum=0.03)  # SpaghettiNet's config: decay 0.97, eps 1e-3
     padding: Literal["symmetric", "tf"] = "symmetric"  # as Network.padding
@@ -160,75 +137,27 @@ class Detector(Spec):
 
     @model_validator(mode="before")
     @classmethod
-    def _known_version(cls, data):
-        if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise SpecError(f"schema_version: {data['schema_version']!r} is not supported "
-                            f"(this edgenas reads {SCHEMA_VERSION})", loc=("schema_version",))
+    def _default_stem(cls, data):
         if isinstance(data, dict) and data.get("backbone") is None and data.get("stem") is None:
             data = {**data, "stem": GraphStem()}
         return data
 
-    @model_validator(mode="after")
-    def _graph_fits(self):
+    def check(self) -> None:
         if self.backbone is not None and self.stem is not None:
             raise SpecError("stem: a detector with a backbone has no stem of its own; give one or the other",
                             loc=("stem",))
         if self.backbone is not None and self.backbone.in_channels != self.in_channels:
             raise SpecError(f"backbone.in_channels: {self.backbone.in_channels} differs from the detector's "
                             f"{self.in_channels}", loc=("backbone", "in_channels"))
-        from .detector_plan import plan_detector
-
+        self.preprocess.check_channels(self.in_channels)
         plan_detector(self)  # raises a SpecError naming the node, input or op
-        return self
 
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
 
-    def replace(self, **changes) -> Detector:
-        return parse_detector({**self.model_dump(mode="python"), **_dumped(changes)})
-
     def with_classes(self, num_classes: int) -> Detector:
-        return self.replace(head=self.head.model_copy(update={"num_classes": num_classes}))
-
-    # --- serialization -------------------------------------------------------------------------------
-    def to_dict(self, compact: bool = False) -> dict:
-        data = self.model_dump(mode="json", exclude_defaults=compact)
-        data = {"schema_version": self.schema_version, "kind": self.kind, "name": self.name, "task": self.task,
-                "input_size": self.input_size, **data}
-        for node_data, node in zip(data["nodes"], self.nodes):  # every op keeps its discriminator
-            node_data["ops"] = [{"type": o.type, **d} for d, o in zip(node_data["ops"], node.ops)]
-        data["head"] = {"type": self.head.type, **data["head"]}
-        if self.backbone is not None:
-            data["backbone"] = self.backbone.to_dict(compact)
-        return data
-
-    def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(compact=True), sort_keys=False, default_flow_style=None, width=110)
-
-    def save(self, path: str | Path) -> None:
-        path = Path(path)
-        write_atomic(path, self.to_json() if path.suffix == ".json" else self.to_yaml())
+        return self.replace(head={**dict(self.head), "num_classes": num_classes})
 
 
-def parse_detector(data) -> Detector:
-    """Validate plain data (as from JSON/YAML) into a ``Detector``; raise a one-line ``SpecError``."""
-    from pydantic import ValidationError
-
-    from .errors import from_validation_error
-
-    if isinstance(data, Detector):
-        return data
-    if not isinstance(data, dict):
-        raise SpecError(f"a detector must be a mapping, got {type(data).__name__}")
-    try:
-        return Detector.model_validate(data)
-    except ValidationError as err:
-        raise from_validation_error(err) from None
-
-
-__all__ = ["IbnOp", "FusedGroupedOp", "SepOp", "GraphConvOp", "GraphOp", "GraphStem", "GraphNode", "SSDHead",
-           "Detector", "parse_detector"]
+parse_detector = Detector.parse

@@ -10,21 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .arch import Arch
 from .blocks import IBN, conv
-from .detector import Detector, FusedGroupedOp, GraphConvOp, IbnOp, SepOp
-from .errors import SpecError, format_loc
+from .errors import fail
 from .layer import Layer
-from .shapes import backbone_layers, block_plan, feature_levels
-
-
-@dataclass(frozen=True)
-class GraphTensor:
-    name: str
-    channels: int
-    size: tuple[int, int]
-    level: int
-    stride: int  # the real stride from the input image (a node may sit below its nominal level)
+from .ops import ConvOp, FusedGroupedOp, IbnOp, SepConvOp
+from .shapes import Tensor, backbone_layers, block_plan, feature_levels
 
 
 @dataclass
@@ -41,61 +31,46 @@ class GraphNodePlan:
     crop_to: tuple[int, int] | None  # the edges' common size after cropping (resample nodes)
     combine: list[Layer]  # crops, then the sum (+ ReLU6)
     ops: list[list[Layer]]  # per op, its layers (its residual add last)
-    out: GraphTensor
+    out: Tensor
 
     @property
     def layers(self) -> list[Layer]:
         return [x for e in self.edges for x in e.layers] + self.combine + [x for op in self.ops for x in op]
 
 
-@dataclass(frozen=True)
-class Tap:
-    """Where a backbone feature is read: after ``block`` (-1 the stem), from the expansion of ``block``
-    (``expansion``), or after the final 1x1 conv (``block`` None)."""
-
-    block: int | None
-    expansion: bool = False
-
-
 @dataclass
 class DetectorPlan:
     stem: list[Layer]  # the stem, or the whole backbone (and its final conv, where the graph reads it)
-    tensors: dict[str, GraphTensor]
+    tensors: dict[str, Tensor]
     nodes: list[GraphNodePlan] = field(default_factory=list)
     head: list[Layer] = field(default_factory=list)
     anchors: list[int] = field(default_factory=list)  # per source, anchors per cell
     source_sizes: list[tuple[int, int]] = field(default_factory=list)
-    taps: dict[str, Tap] = field(default_factory=dict)  # backbone features by name (detectors with a backbone)
+    taps: dict[str, Tensor] = field(default_factory=dict)  # backbone features by name (detectors with a backbone)
 
 
-def backbone_taps(arch: Arch, size: int) -> tuple[dict[str, GraphTensor], dict[str, Tap]]:
-    """The features a graph can read from ``arch`` at ``size``: ``C<level>`` per feature level, ``E<level>``
-    per inverted bottleneck with a 1x1 expansion that leaves a level by stride 2, and ``final`` where the arch
-    has a final 1x1 conv."""
-    tensors, taps = {}, {}
+def backbone_taps(arch, size: int) -> dict[str, Tensor]:
+    """The features a graph can read from ``arch`` (an ``Arch``) at ``size``: ``C<level>`` per feature level,
+    ``E<level>`` per inverted bottleneck with a 1x1 expansion that leaves a level by stride 2, and ``final``
+    where the arch has a final 1x1 conv."""
+    taps = {}
 
-    def add(name, channels, stride, tap):
+    def add(name, channels, stride, block, expansion=False):
         s = -(-size // stride)
-        tensors[name] = GraphTensor(name, channels, (s, s), stride.bit_length() - 1, stride)
-        taps[name] = tap
+        taps[name] = Tensor(name, channels, (s, s), stride.bit_length() - 1, stride, block, expansion)
 
     for lv in feature_levels(arch):
-        add(f"C{lv.reduction.bit_length() - 1}", lv.channels, lv.reduction, Tap(lv.block))
+        add(f"C{lv.reduction.bit_length() - 1}", lv.channels, lv.reduction, lv.block)
     for n, pb in enumerate(block_plan(arch)):
         if pb.stride == 2 and isinstance(pb.block, IBN) and pb.block.mid(pb.in_channels) != pb.in_channels:
             before = pb.reduction // 2
-            add(f"E{before.bit_length() - 1}", pb.block.mid(pb.in_channels), before, Tap(n, expansion=True))
+            add(f"E{before.bit_length() - 1}", pb.block.mid(pb.in_channels), before, n, expansion=True)
     if arch.head.conv_channels:
-        last = feature_levels(arch)[-1]
-        add("final", arch.head.conv_channels, last.reduction, Tap(None))
-    return tensors, taps
+        add("final", arch.head.conv_channels, feature_levels(arch)[-1].reduction, None)
+    return taps
 
 
-def _fail(loc: tuple, message: str):
-    raise SpecError(f"{format_loc(loc)}: {message}", loc=loc)
-
-
-def _edge(path: str, src: GraphTensor, level: int, width: int, loc) -> EdgePlan:
+def _edge(path: str, src: Tensor, level: int, width: int, loc) -> EdgePlan:
     d = level - src.level
     if d < 0:  # a finer target: 1x1 at the source, then nearest upsampling by 2^-d
         one = conv(f"{path}.conv", src.channels, width, src.size)
@@ -118,113 +93,126 @@ def op_layers(path: str, op, channels: int, width: int, size: tuple[int, int], l
         mid = width * op.expansion
         layers = [conv(f"{path}.expand", channels, mid, size, act="relu6"),
                   conv(f"{path}.dw", mid, mid, size, op.kernel_size, op.stride, groups=mid, act="relu6")]
-        out = layers[-1].out_size
-        layers.append(conv(f"{path}.project", mid, width, out))
+        layers.append(conv(f"{path}.project", mid, width, layers[-1].out_size))
     elif isinstance(op, FusedGroupedOp):
         if channels % op.groups:
-            _fail(loc + ("groups",), f"{channels} input channels do not split into {op.groups} groups")
+            fail(loc + ("groups",), f"{channels} input channels do not split into {op.groups} groups")
         mid = channels * op.expansion
         layers = [conv(f"{path}.expand", channels, mid, size, op.kernel_size, op.stride, groups=op.groups,
                        act="relu6")]
-        out = layers[-1].out_size
-        layers.append(conv(f"{path}.project", mid, width, out))
-    elif isinstance(op, GraphConvOp):
+        layers.append(conv(f"{path}.project", mid, width, layers[-1].out_size))
+    elif isinstance(op, ConvOp):
         layers = [conv(f"{path}.conv", channels, op.out_channels or width, size, op.kernel_size, op.stride,
-                       act="relu6")]
-        out = layers[-1].out_size
+                       act=op.act)]
     else:
-        assert isinstance(op, SepOp)
-        dw = (dict(act="relu6") if op.dw_norm else dict(bias=True, norm=False))
-        layers = [conv(f"{path}.dw", channels, channels, size, op.kernel_size, op.stride, groups=channels, **dw)]
-        out = layers[-1].out_size
-        layers.append(conv(f"{path}.pw", channels, width, out, act="relu6"))
-    out_channels = layers[-1].out_channels
+        assert isinstance(op, SepConvOp)
+        layers = [conv(f"{path}.dw", channels, channels, size, op.kernel_size, op.stride, groups=channels,
+                       act=op.dw_act, bias=op.dw_bias, norm=op.dw_norm)]
+        layers.append(conv(f"{path}.pw", channels, op.out_channels or width, layers[-1].out_size, act=op.act))
     if op.residual:
-        if op.stride != 1 or channels != out_channels:
-            _fail(loc + ("residual",), f"a residual needs the op to keep its shape, but it maps {channels} "
-                                       f"channels at stride {op.stride} to {out_channels}")
-        layers.append(Layer(path=f"{path}.add", op="add", in_channels=out_channels, out_channels=out_channels,
-                            in_size=out, out_size=out, num_inputs=2))
+        out = layers[-1]
+        if op.stride != 1 or channels != out.out_channels:
+            fail(loc + ("residual",), f"a residual needs the op to keep its shape, but it maps {channels} "
+                                      f"channels at stride {op.stride} to {out.out_channels}")
+        layers.append(Layer(path=f"{path}.add", op="add", in_channels=out.out_channels,
+                            out_channels=out.out_channels, in_size=out.out_size, out_size=out.out_size,
+                            num_inputs=2))
     return layers
 
 
-def plan_detector(det: Detector, input_size: int | None = None) -> DetectorPlan:
-    """Every tensor and layer of ``det`` at ``input_size`` (default: its deployment size), validating the graph;
-    a bad graph raises a one-line ``SpecError`` naming the node and the field."""
-    size = input_size or det.input_size
-    if det.backbone is not None:
-        tensors, taps = backbone_taps(det.backbone, size)
-        stem = [replace(x, path=f"backbone.{x.path}") for x in backbone_layers(det.backbone, size)]
-        plan = DetectorPlan(stem, tensors, taps=taps)
-        inputs = {i for n in det.nodes for i in n.inputs} | set(det.head.sources)
-        if "final" in inputs:
-            c = tensors[f"C{tensors['final'].level}"]
-            plan.stem.append(conv("backbone.final", c.channels, tensors["final"].channels, c.size,
-                                  act=str(det.backbone.head.act)))
-        order = list(tensors) + [n.name for n in det.nodes]
-    else:
+def _start(det, size: int) -> tuple[DetectorPlan, list[str]]:
+    """The plan's start, the stem or the backbone (its final conv where the graph reads ``final``), and every
+    name in the graph in order."""
+    if det.backbone is None:
         stem = conv(f"{det.stem.name}.conv", det.in_channels, det.stem.out_channels, (size, size),
                     det.stem.kernel_size, 2, act="relu6")
-        tensors = {det.stem.name: GraphTensor(det.stem.name, det.stem.out_channels, stem.out_size, 1, 2)}
-        plan = DetectorPlan([stem], tensors)
-        order = [det.stem.name] + [n.name for n in det.nodes]
-    for i, node in enumerate(det.nodes):
-        loc = ("nodes", i)
-        if node.name in tensors:
-            _fail(loc + ("name",), f"node {node.name!r} is defined twice")
-        inputs = []
-        for j, name in enumerate(node.inputs):
-            if name in tensors:
-                inputs.append(tensors[name])
-            elif name in order:
-                _fail(loc + ("inputs", j), f"{name!r} comes later in the list: nodes are listed in topological "
-                                           "order, so this edge would close a cycle")
-            else:
-                _fail(loc + ("inputs", j), f"unknown input {name!r}; known: {', '.join(tensors)}")
-        if len(set(node.inputs)) != len(node.inputs):
-            _fail(loc + ("inputs",), "an input is listed twice")
-        edges, combine, crop_to = [], [], None
-        if len(inputs) == 1:
-            x = inputs[0]
-            channels, cur, stride = x.channels, x.size, x.stride
-        else:
-            edges = [_edge(f"{node.name}.edge_{t.name}", t, node.level, node.width, loc + ("inputs", j))
-                     for j, t in enumerate(inputs)]
-            finest = min(range(len(inputs)), key=lambda j: inputs[j].level)
-            crop_to = edges[finest].out_size
-            for e in edges:
-                if e.out_size[0] < crop_to[0] or e.out_size[1] < crop_to[1]:
-                    _fail(loc + ("inputs",), f"edge from {e.source} gives {e.out_size[0]}x{e.out_size[1]}, smaller "
-                                             f"than the {crop_to[0]}x{crop_to[1]} it is cropped to")
-                if e.out_size != crop_to:
-                    combine.append(Layer(path=f"{node.name}.edge_{e.source}.crop", op="crop",
-                                         in_channels=node.width, out_channels=node.width, in_size=e.out_size,
-                                         out_size=crop_to))
-            combine.append(Layer(path=f"{node.name}.sum", op="add", in_channels=node.width, out_channels=node.width,
-                                 in_size=crop_to, out_size=crop_to, act="relu6", num_inputs=len(inputs)))
-            channels, cur, stride = node.width, crop_to, 2**node.level
-        ops = []
-        for k, op in enumerate(node.ops):
-            if len(inputs) > 1 and op.stride != 1:
-                _fail(loc + ("ops", k, "stride"), "a node with resample edges works at its own level; a strided "
-                                                  "op would move it off that level")
-            layers = op_layers(f"{node.name}.ops.{k}", op, channels, node.width, cur, loc + ("ops", k))
-            ops.append(layers)
-            channels, cur, stride = layers[-1].out_channels, layers[-1].out_size, stride * op.stride
-        if channels != node.width:
-            _fail(loc + ("ops", len(node.ops) - 1), f"the last op gives {channels} channels, not the node's "
-                                                    f"width {node.width}")
-        if len(inputs) == 1 and 2**node.level < stride:
-            _fail(loc + ("level",), f"level {node.level} (stride {2**node.level}) cannot be reached: {inputs[0].name} "
-                                    f"at stride {inputs[0].stride} and the ops' strides give stride {stride}")
-        out = GraphTensor(node.name, node.width, cur, node.level, stride)
-        tensors[node.name] = out
-        plan.nodes.append(GraphNodePlan(node.name, edges, crop_to, combine, ops, out))
-    head = det.head
+        tensors = {det.stem.name: Tensor(det.stem.name, det.stem.out_channels, stem.out_size, 1, 2)}
+        return DetectorPlan([stem], tensors), [det.stem.name] + [n.name for n in det.nodes]
+    taps = backbone_taps(det.backbone, size)
+    stem = [replace(x, path=f"backbone.{x.path}") for x in backbone_layers(det.backbone, size)]
+    plan = DetectorPlan(stem, dict(taps), taps=taps)
+    _read_final(det, plan)
+    return plan, list(taps) + [n.name for n in det.nodes]
+
+
+def _read_final(det, plan: DetectorPlan) -> None:
+    """Where the graph reads ``final``, the backbone's final 1x1 conv joins the plan; a backbone without one
+    (``head.conv_channels`` 0 or null) has no ``final`` to read."""
+    reads = [(("nodes", i, "inputs", j), x) for i, n in enumerate(det.nodes) for j, x in enumerate(n.inputs)]
+    reads += [(("head", "sources", j), x) for j, x in enumerate(det.head.sources)]
+    reads = [loc for loc, name in reads if name == "final"]
+    if not reads:
+        return
+    final = plan.tensors.get("final")
+    if final is None:
+        fail(reads[0], "reads 'final', the backbone's final 1x1 conv, but backbone.head.conv_channels gives none")
+    c = plan.tensors[f"C{final.level}"]
+    plan.stem.append(conv("backbone.final", c.channels, final.channels, c.size, act=str(det.backbone.head.act)))
+
+
+def _inputs(node, loc, tensors: dict[str, Tensor], order: list[str]) -> list[Tensor]:
+    if node.name in tensors:
+        fail(loc + ("name",), f"node {node.name!r} is defined twice")
+    for j, name in enumerate(node.inputs):
+        if name in order and name not in tensors:
+            fail(loc + ("inputs", j), f"{name!r} comes later in the list: nodes are listed in topological "
+                                      "order, so this edge would close a cycle")
+        if name not in tensors:
+            fail(loc + ("inputs", j), f"unknown input {name!r}; known: {', '.join(tensors)}")
+    if len(set(node.inputs)) != len(node.inputs):
+        fail(loc + ("inputs",), "an input is listed twice")
+    return [tensors[name] for name in node.inputs]
+
+
+def _resample(node, loc, inputs: list[Tensor]) -> tuple[list[EdgePlan], list[Layer], tuple[int, int]]:
+    """A node's resample edges, the crops and the sum that combine them, and the size they are cropped to."""
+    edges = [_edge(f"{node.name}.edge_{t.name}", t, node.level, node.width, loc + ("inputs", j))
+             for j, t in enumerate(inputs)]
+    finest = min(range(len(inputs)), key=lambda j: inputs[j].level)
+    crop_to, combine = edges[finest].out_size, []
+    for e in edges:
+        if e.out_size[0] < crop_to[0] or e.out_size[1] < crop_to[1]:
+            fail(loc + ("inputs",), f"edge from {e.source} gives {e.out_size[0]}x{e.out_size[1]}, smaller "
+                                    f"than the {crop_to[0]}x{crop_to[1]} it is cropped to")
+        if e.out_size != crop_to:
+            combine.append(Layer(path=f"{node.name}.edge_{e.source}.crop", op="crop", in_channels=node.width,
+                                 out_channels=node.width, in_size=e.out_size, out_size=crop_to))
+    combine.append(Layer(path=f"{node.name}.sum", op="add", in_channels=node.width, out_channels=node.width,
+                         in_size=crop_to, out_size=crop_to, act="relu6", num_inputs=len(inputs)))
+    return edges, combine, crop_to
+
+
+def _plan_node(node, loc, inputs: list[Tensor]) -> GraphNodePlan:
+    edges, combine, crop_to = [], [], None
+    if len(inputs) == 1:
+        channels, cur, stride = inputs[0].channels, inputs[0].size, inputs[0].stride
+    else:
+        edges, combine, crop_to = _resample(node, loc, inputs)
+        channels, cur, stride = node.width, crop_to, 2**node.level
+    ops = []
+    for k, op in enumerate(node.ops):
+        if len(inputs) > 1 and op.stride != 1:
+            fail(loc + ("ops", k, "stride"), "a node with resample edges works at its own level; a strided "
+                                             "op would move it off that level")
+        layers = op_layers(f"{node.name}.ops.{k}", op, channels, node.width, cur, loc + ("ops", k))
+        ops.append(layers)
+        channels, cur, stride = layers[-1].out_channels, layers[-1].out_size, stride * op.stride
+    if channels != node.width:
+        fail(loc + ("ops", len(node.ops) - 1), f"the last op gives {channels} channels, not the node's "
+                                               f"width {node.width}")
+    if len(inputs) == 1 and 2**node.level < stride:
+        fail(loc + ("level",), f"level {node.level} (stride {2**node.level}) cannot be reached: {inputs[0].name} "
+                               f"at stride {inputs[0].stride} and the ops' strides give stride {stride}")
+    out = Tensor(node.name, node.width, cur, node.level, stride)
+    return GraphNodePlan(node.name, edges, crop_to, combine, ops, out)
+
+
+def _plan_head(det, plan: DetectorPlan) -> None:
+    head, tensors = det.head, plan.tensors
     plan.anchors = head.anchors_per_location()
     for j, name in enumerate(head.sources):
         if name not in tensors or (det.stem is not None and name == det.stem.name):
-            _fail(("head", "sources", j), f"unknown node {name!r}; nodes: {', '.join(n.name for n in det.nodes)}")
+            fail(("head", "sources", j), f"unknown node {name!r}; nodes: {', '.join(n.name for n in det.nodes)}")
         t, a = tensors[name], plan.anchors[j]
         plan.source_sizes.append(t.size)
         for part, outs in (("box", a * 4), ("cls", a * (head.num_classes + 1))):
@@ -233,10 +221,22 @@ def plan_detector(det: Detector, input_size: int | None = None) -> DetectorPlan:
                                act="relu6"),
                           conv(f"{path}.conv", t.channels, outs, t.size, bias=True, norm=False)]
     if len(set(head.sources)) != len(head.sources):
-        _fail(("head", "sources"), "a source is listed twice")
+        fail(("head", "sources"), "a source is listed twice")
+
+
+def plan_detector(det, input_size: int | None = None) -> DetectorPlan:
+    """Every tensor and layer of ``det`` (a ``Detector``) at ``input_size`` (default: its deployment size),
+    validating the graph; a bad graph raises a one-line ``SpecError`` naming the node and the field."""
+    plan, order = _start(det, input_size or det.input_size)
+    for i, node in enumerate(det.nodes):
+        inputs = _inputs(node, ("nodes", i), plan.tensors, order)
+        node_plan = _plan_node(node, ("nodes", i), inputs)
+        plan.tensors[node.name] = node_plan.out
+        plan.nodes.append(node_plan)
+    _plan_head(det, plan)
     return plan
 
 
-def detector_layers(det: Detector, input_size: int | None = None) -> list[Layer]:
+def detector_layers(det, input_size: int | None = None) -> list[Layer]:
     plan = plan_detector(det, input_size)
     return plan.stem + [x for n in plan.nodes for x in n.layers] + plan.head

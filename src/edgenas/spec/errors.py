@@ -8,6 +8,13 @@ from pydantic import ValidationError
 
 from ..errors import EdgenasError
 from .blocks import BLOCK_TYPES
+from .ops import OP_ALIASES, OP_TYPES
+
+# the tags pydantic inserts into a location after a tagged union's place: a list item (a block, a node op), a
+# head or a classifier (not every name: an Arch's head has a ``dropout`` field, a node op type too)
+_TAGS = {int: set(BLOCK_TYPES) | OP_TYPES, "head": {"segmentation", "ssd"}, "classifier": OP_TYPES}
+# an error names its first few problems and counts the rest: a spec with 100,000 bad entries gets one short line
+_NAMED = 3
 
 
 class SpecError(EdgenasError):
@@ -28,6 +35,11 @@ class UnknownName(SpecError, KeyError):
     __str__ = Exception.__str__  # KeyError's would quote the message
 
 
+def fail(loc: tuple, message: str):
+    """Raise the ``SpecError`` of a check that knows where in the spec it looks: ``path: message``."""
+    raise SpecError(f"{format_loc(loc)}: {message}", loc=loc)
+
+
 def one_line(text: str) -> str:
     """``text`` with line breaks and other control characters escaped: user text (a key, a file name) inside a
     message must not break the one-line promise."""
@@ -39,7 +51,7 @@ def _plain_loc(loc: tuple) -> tuple:
     validator-step names it inserts: they name a variant or a function, not a field a user can find."""
     out = []
     for i, part in enumerate(loc):
-        if isinstance(part, str) and part in BLOCK_TYPES and i > 0 and isinstance(loc[i - 1], int):
+        if i > 0 and part in _TAGS.get(loc[i - 1] if isinstance(loc[i - 1], str) else int, ()):
             continue
         if isinstance(part, str) and part.startswith("function-"):
             continue
@@ -63,35 +75,49 @@ def format_loc(loc: tuple) -> str:
 _SCALAR_MEMBERS = ("int", "float")
 
 
+def _tag_message(e: dict, loc: tuple) -> str:
+    """An unknown ``type``, with the types valid at that place (a node op is not a block)."""
+    ctx = e.get("ctx") or {}
+    known = [t.strip(" '") for t in ctx.get("expected_tags", "").split(",")]
+    known = sorted(t for t in known if t and t not in OP_ALIASES)
+    what = ("op" if "ops" in loc or "classifier" in loc else "block" if "blocks" in loc
+            else "head" if "head" in loc else "node")
+    kind = reprlib.repr(e["input"].get("type"))  # bounded: the value may be a huge nested list
+    return f"unknown {what} type {kind} (known: {', '.join(known)})"
+
+
+def _line(e: dict, root: str) -> tuple[str, tuple]:
+    """One pydantic error as ``path: problem`` and its plain location."""
+    msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    loc = _plain_loc(tuple(e["loc"]))
+    if (e["type"] != "extra_forbidden" and len(loc) > 1 and loc[-1] in _SCALAR_MEMBERS
+            and isinstance(loc[-2], str)):
+        loc = loc[:-1]
+    cause = (e.get("ctx") or {}).get("error")
+    path = format_loc(loc)
+    if isinstance(cause, SpecError):  # a check that names its own path below the model that raised it
+        msg, loc = str(cause), loc + cause.loc
+        path, msg = (path + ("" if msg.startswith("[") else ".") + msg, "") if path else ("", msg)
+    if root:
+        path = f"{root}.{path}" if path else root
+    if e["type"] == "missing":
+        msg = "is required"
+    elif e["type"] == "extra_forbidden":
+        msg = "is not a known field"
+    elif e["type"] == "union_tag_invalid":
+        msg = _tag_message(e, loc)
+    elif e["type"] == "union_tag_not_found":
+        msg = "a block needs a 'type' field" if "blocks" in loc else "needs a 'type' field"
+    return (f"{path}: {msg}" if path and msg else path or msg), loc
+
+
 def from_validation_error(err: ValidationError, root: str = "") -> SpecError:
-    """Collapse a pydantic ``ValidationError`` into a one-line ``SpecError`` (``loc``: its first error's)."""
-    lines, locs = [], []
+    """Collapse a pydantic ``ValidationError`` into a one-line ``SpecError`` (``loc``: its first error's) that
+    names its first few problems and counts the others."""
+    lines: dict[str, tuple] = {}  # a dict, not a list: membership in constant time for 100,000 errors
     for e in err.errors(include_url=False):
-        msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        loc = _plain_loc(tuple(e["loc"]))
-        if (e["type"] != "extra_forbidden" and len(loc) > 1 and loc[-1] in _SCALAR_MEMBERS
-                and isinstance(loc[-2], str)):
-            loc = loc[:-1]
-        cause = (e.get("ctx") or {}).get("error")
-        if isinstance(cause, SpecError):  # a cross-field check: its message already names its own path
-            msg, loc = str(cause), loc + cause.loc
-            path = ""
-        else:
-            path = format_loc(loc)
-        if root:
-            path = f"{root}.{path}" if path else root
-        if e["type"] == "missing":
-            msg = "is required"
-        elif e["type"] == "extra_forbidden":
-            msg = "is not a known field"
-        elif e["type"] == "union_tag_invalid":
-            kind = reprlib.repr(e["input"].get("type"))  # bounded: the value may be a huge nested list
-            msg = f"unknown block type {kind} (known: {', '.join(sorted(BLOCK_TYPES))})"
-        elif e["type"] == "union_tag_not_found":
-            msg = "a block needs a 'type' field"
-        line = f"{path}: {msg}" if path else msg
-        if line not in lines:
-            lines.append(line)
-            locs.append(loc)
-    more = f" (and {len(lines) - 1} more: {'; '.join(lines[1:3])})" if len(lines) > 1 else ""
-    return SpecError(lines[0] + more, loc=locs[0])
+        line, loc = _line(e, root)
+        lines.setdefault(line, loc)
+    first, *rest = lines
+    more = f" (and {len(rest)} more: {'; '.join(rest[:_NAMED - 1])})" if rest else ""
+    return SpecError(first + more, loc=lines[first])

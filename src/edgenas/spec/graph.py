@@ -5,23 +5,16 @@ read ``network_layers``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .blocks import conv
-from .errors import SpecError, format_loc
+from .errors import fail
 from .layer import Layer
-from .network import BACKBONE_LEVEL, ConvOp, Network, PoolOp, ResizeOp, SepConvOp
-from .shapes import backbone_layers, feature_levels
+from .ops import ConvOp, PoolOp, ResizeOp, SepConvOp
+from .shapes import Tensor, backbone_layers, feature_levels
 
-
-@dataclass(frozen=True)
-class Tensor:
-    """A feature as the graph sees it: where it comes from, its channels, size and nominal level."""
-
-    name: str
-    channels: int
-    size: tuple[int, int]
-    level: int
+BACKBONE_LEVEL = re.compile(r"^C(\d+)$")
 
 
 @dataclass
@@ -60,22 +53,18 @@ def level_size(input_size: int, level: int, output_stride: int | None) -> tuple[
     return (s, s)
 
 
-def backbone_features(net: Network, input_size: int) -> dict[str, Tensor]:
+def backbone_features(net, input_size: int) -> dict[str, Tensor]:
     """The backbone's levels by nominal name: ``C<log2 nominal stride>`` at their built size."""
     nominal, built = feature_levels(net.backbone), feature_levels(net.backbone, net.output_stride)
     out = {}
     for nom, b in zip(nominal, built):
         level = nom.reduction.bit_length() - 1
         s = -(-input_size // b.reduction)
-        out[f"C{level}"] = Tensor(f"C{level}", b.channels, (s, s), level)
+        out[f"C{level}"] = Tensor(f"C{level}", b.channels, (s, s), level, b.reduction)
     return out
 
 
-def _fail(loc: tuple, message: str):
-    raise SpecError(f"{format_loc(loc)}: {message}", loc=loc)
-
-
-def _resample(path: str, t: Tensor, level: int, size: tuple[int, int], node, net: Network, loc) -> Layer | None:
+def _resample(path: str, t: Tensor, level: int, size: tuple[int, int], node, net, loc) -> Layer | None:
     if t.size == size:
         return None
     if t.size[0] < size[0]:  # also a globally pooled 1x1 feature broadcast back (DeepLab's image pooling)
@@ -83,11 +72,11 @@ def _resample(path: str, t: Tensor, level: int, size: tuple[int, int], node, net
                      out_size=size, mode=node.upsample)
     factor = level_stride(level, net.output_stride) // level_stride(t.level, net.output_stride)
     if factor < 2 or factor & (factor - 1):
-        _fail(loc, f"{t.name} ({t.size[0]}x{t.size[1]}) is finer than level {level} ({size[0]}x{size[1]}) "
+        fail(loc, f"{t.name} ({t.size[0]}x{t.size[1]}) is finer than level {level} ({size[0]}x{size[1]}) "
                    f"but its level {t.level} is not a power-of-two step below it")
     out = (-(-t.size[0] // factor), -(-t.size[1] // factor))
     if out != size:
-        _fail(loc, f"pooling {t.name} by {factor} gives {out[0]}x{out[1]}, not level {level}'s "
+        fail(loc, f"pooling {t.name} by {factor} gives {out[0]}x{out[1]}, not level {level}'s "
                    f"{size[0]}x{size[1]}")
     kernel = factor + 1 if node.down_kernel == "stride+1" else factor
     return Layer(path=path, op=f"{node.downsample}_pool", in_channels=t.channels, out_channels=t.channels,
@@ -127,19 +116,19 @@ def _combine(path: str, node, tensors: list[Tensor], size, loc) -> tuple[Layer |
         return layer, channels
     widths = {t.channels for t in tensors}
     if len(widths) > 1:
-        _fail((*loc, "inputs"), "a " + node.combine + " needs equal channels, got " +
+        fail((*loc, "inputs"), "a " + node.combine + " needs equal channels, got " +
               ", ".join(f"{t.name} {t.channels}" for t in tensors))
     channels = tensors[0].channels
     if n == 1 and node.combine == "sum":
         if node.act != "none":
-            _fail((*loc, "act"), "an activation after combining needs two or more inputs")
+            fail((*loc, "act"), "an activation after combining needs two or more inputs")
         return None, channels
     mode = "" if node.combine == "sum" else node.combine
     return Layer(path=path, op="add", in_channels=channels, out_channels=channels, in_size=size, out_size=size,
                  num_inputs=n, mode=mode, act=str(node.act)), channels
 
 
-def plan_network(net: Network, input_size: int | None = None) -> NetworkPlan:
+def plan_network(net, input_size: int | None = None) -> NetworkPlan:
     """Shapes of every node at ``input_size`` (default: deployment); raises ``SpecError`` naming the place."""
     size0 = input_size or net.input_size
     plan = NetworkPlan(backbone_features(net, size0))
@@ -147,13 +136,13 @@ def plan_network(net: Network, input_size: int | None = None) -> NetworkPlan:
     for i, node in enumerate(net.nodes):
         loc = ("nodes", i)
         if node.name in known:
-            _fail((*loc, "name"), f"{node.name!r} is already defined")
+            fail((*loc, "name"), f"{node.name!r} is already defined")
         inputs = []
         for j, src in enumerate(node.inputs):
             if src not in known:
                 what = "backbone level" if BACKBONE_LEVEL.match(src) else "earlier node"
                 have = ", ".join(plan.features) if what == "backbone level" else "defined before this node"
-                _fail((*loc, "inputs", j), f"{src!r} is not a known {what} ({have})")
+                fail((*loc, "inputs", j), f"{src!r} is not a known {what} ({have})")
             inputs.append(known[src])
         size = level_size(size0, node.level, net.output_stride)
         resample = [_resample(f"nodes.{node.name}.resample{j}", t, node.level, size, node, net, (*loc, "inputs", j))
@@ -170,7 +159,7 @@ def plan_network(net: Network, input_size: int | None = None) -> NetworkPlan:
         known[node.name] = out
     head = net.head
     if head.source not in known:
-        _fail(("head", "source"), f"{head.source!r} is not a backbone level or node")
+        fail(("head", "source"), f"{head.source!r} is not a backbone level or node")
     src = known[head.source]
     plan.head = op_layers("head.classifier", head.classifier, src.channels, src.size)
     plan.logits = Tensor("logits", head.num_classes, plan.head[-1].out_size, src.level)
@@ -188,7 +177,7 @@ def plan_network(net: Network, input_size: int | None = None) -> NetworkPlan:
     return plan
 
 
-def network_layers(net: Network, input_size: int | None = None, tail: bool = True) -> list[Layer]:
+def network_layers(net, input_size: int | None = None, tail: bool = True) -> list[Layer]:
     """Every layer of the network at ``input_size`` (default: deployment): backbone (without its
     classifier), nodes, class head and, unless ``tail`` is false, the serving tail."""
     layers = backbone_layers(net.backbone, input_size or net.input_size, net.output_stride)

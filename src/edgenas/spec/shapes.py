@@ -37,9 +37,19 @@ class FeatureLevel:
 
 
 @dataclass(frozen=True)
-class Counts:
-    params: int
-    macs: int
+class Tensor:
+    """A feature as a graph plan sees it: its channels, size and nominal level; its real stride from the input,
+    where the plan follows it (a detector's node may sit below its nominal level). A backbone feature that a
+    graph reads says where: after ``block`` (-1 the stem), inside it at its expansion (``expansion``), or, with
+    ``block`` None, after the final 1x1 conv."""
+
+    name: str
+    channels: int
+    size: tuple[int, int]
+    level: int
+    stride: int | None = None
+    block: int | None = None
+    expansion: bool = False
 
 
 def block_plan(arch: Arch, output_stride: int | None = None) -> list[PlannedBlock]:
@@ -109,26 +119,3 @@ def arch_layers(arch: Arch, input_size: int | None = None) -> list[Layer]:
     """Every layer of the classification network at ``input_size`` (default: the deployment size)."""
     layers = backbone_layers(arch, input_size)
     return layers + head_layers(arch, layers[-1].out_size if len(layers) else (input_size,) * 2)
-
-
-def spec_layers(spec, input_size: int | None = None) -> list[Layer]:
-    """Every layer of an ``Arch`` (classifier), a ``Network`` (with its serving tail, where it has one) or a
-    ``Detector``."""
-    from .detector import Detector
-    from .network import Network
-
-    if isinstance(spec, Detector):
-        from .detector_plan import detector_layers
-
-        return detector_layers(spec, input_size)
-    if isinstance(spec, Network):
-        from .graph import network_layers
-
-        return network_layers(spec, input_size)
-    return arch_layers(spec, input_size)
-
-
-def count(spec, input_size: int | None = None) -> Counts:
-    """Analytic parameters (trainable: weights, biases, BN affine, fusion weights) and MACs of any spec."""
-    layers = spec_layers(spec, input_size)
-    return Counts(sum(layer.params for layer in layers), sum(layer.macs for layer in layers))
