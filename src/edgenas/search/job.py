@@ -30,7 +30,8 @@ def retrain(cfg: RunConfig, result: dict, *, resume: bool, progress: bool = True
     if cfg.task != "classification":
         return _retrain_dense(cfg, result, resume=resume, progress=progress)
     from ..export import export
-    from ..export.api import parity_data
+    from ..tasks import get_task
+    from ..tasks.parity import parity_data
     from ..train.loop import fit_classification
     from ..train.setup import load_trained
 
@@ -50,7 +51,7 @@ def retrain(cfg: RunConfig, result: dict, *, resume: bool, progress: bool = True
     if _rank0():
         note(f"export: {out / 'model.onnx'}, checked against PyTorch on 500 test images", progress)
         tcfg, tarch, model = load_trained(out / "retrain" / "checkpoint.pt")
-        images, labels, _ = parity_data(tcfg, tarch, check=500, calibration=0)
+        images, labels, _ = parity_data(get_task(tcfg), tcfg, tarch, check=500, calibration=0)
         retrained["onnx"] = export(model, "onnx", out / "model.onnx", images, labels).to_dict()
     return retrained
 
