@@ -27,10 +27,10 @@ import edgenas.nn.model as model_module
 from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.config import load_config
 from edgenas.env import write_record
-from edgenas.export.api import parity_data
 from edgenas.search.proxy import task_space
 from edgenas.space import get_space
-from edgenas.tasks import ClassificationTask
+from edgenas.tasks import ClassificationTask, get_task
+from edgenas.tasks.parity import parity_data
 from edgenas.train.checkpoint import load_trained
 from edgenas.train.loop import fit
 
@@ -66,7 +66,7 @@ def logit_figures(logits: torch.Tensor) -> dict:
 
 def measure(checkpoint: Path) -> dict:
     cfg, arch, model = load_trained(checkpoint)
-    images, labels, _ = parity_data(cfg, arch, check=10_000, calibration=0)
+    images, labels, _ = parity_data(get_task(cfg), cfg, arch, check=10_000, calibration=0)
     norms = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
     acts: dict[str, torch.Tensor] = {}
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: acts.__setitem__(n, o.abs().amax((1, 2, 3))))

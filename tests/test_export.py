@@ -11,8 +11,9 @@ from edgenas.export import ExportError, export
 from edgenas.export.api import FP32, INT8, Tolerance, check_parity
 from edgenas.export.onnx import to_onnx
 from edgenas.models import get_arch
-from edgenas.nn import build_model
-from edgenas.tasks import ClassificationTask
+from edgenas.nn import SplitGroupConv2d, build_model
+from edgenas.tasks import ClassificationTask, get_task
+from edgenas.tasks.parity import parity_data
 from edgenas.train.loop import fit
 
 from test_train import SMALL
@@ -147,12 +148,12 @@ def test_a_real_export_defect_still_fails_the_check(defect, tmp_path, monkeypatc
     graph's logits must refuse it, logits in the thousands notwithstanding."""
     import copy
 
-    import edgenas.export.api as api
+    import edgenas.export.formats as formats
 
     net, images = _large_logit_net(), torch.randn(64, 3, 32, 32)
     broken = copy.deepcopy(net)
     defect(broken)
-    monkeypatch.setattr(api, "to_onnx", lambda module, inputs, dynamic_batch=False: to_onnx(broken, inputs,
+    monkeypatch.setattr(formats, "to_onnx", lambda module, inputs, dynamic_batch=False: to_onnx(broken, inputs,
                                                                                            dynamic_batch))
     with pytest.raises(ExportError, match="differs from PyTorch on .* images"):
         export(net, "onnx", tmp_path / "bad.onnx", images, torch.zeros(64, dtype=torch.long))
@@ -184,3 +185,56 @@ def test_quantization_quiets_onnxruntime_and_leaves_logging_as_it_was():
         assert ort.getEffectiveLevel() == logging.ERROR
         assert logging.getLogger("edgenas").isEnabledFor(logging.WARNING)  # others are not silenced
     assert (root.level, list(root.filters), ort.level, logging.root.manager.disable) == before
+
+
+def _split_grouped_convs(model: torch.nn.Module) -> torch.nn.Module:
+    """``gc_mode="split"`` on a built model: its grouped (not depthwise) convs computed group by group.
+    ``SplitGroupConv2d`` keeps ``nn.Conv2d``'s weights, so its class is all that changes."""
+    for m in model.modules():
+        if type(m) is torch.nn.Conv2d and 1 < m.groups < m.in_channels:
+            m.__class__ = SplitGroupConv2d
+    return model
+
+
+def _grouped_convs(path) -> list[str]:
+    """The Conv nodes of an ONNX graph that are grouped but not depthwise (each group sees several channels)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    weights = {w.name: w.dims for w in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "Conv" and weights[n.input[1]][1] > 1
+            and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+
+
+@pytest.mark.parametrize("overrides, build", [
+    (["task=segmentation", "model.name=deeplabv3plus_mobilenet_edgetpu_v2_xs", "model.input_size=64"],
+     lambda spec: build_model(spec, gc_mode="split")),
+    (["task=detection", "model.name=ssdlite_mobilenet_edgetpu_v2_s", "model.input_size=128"],
+     lambda spec: _split_grouped_convs(build_model(spec))),  # build_model's gc_mode for a Detector: nn/'s part
+])
+def test_the_exported_graph_is_the_model_given_split_convs_included(overrides, build, tmp_path):
+    """Bug (a): segmentation's export rebuilt the network natively, so --gc-mode split exported native grouped
+    convs. The task exports the model it is given: no grouped conv but depthwise ones, and parity holds."""
+    cfg = load_config(overrides=overrides + ["data.train_subset=2", "data.val_subset=2"])
+    task = get_task(cfg)
+    spec = task.spec(cfg)
+    model = build(spec).eval()
+    assert any(isinstance(m, SplitGroupConv2d) for m in model.modules())  # the spec has GC blocks to split
+    record, _ = task.export(model, "onnx", tmp_path / "m.onnx", cfg, spec, check=2, calibration=0)
+    assert record["images"] == 2 and _grouped_convs(tmp_path / "m.onnx") == []
+
+
+def test_no_test_images_is_one_line(tmp_path):
+    class Images(list):
+        transform = None
+
+    class Empty:
+        """A task whose datasets are empty."""
+
+        def datasets(self, cfg, spec):
+            return Images(), Images()
+
+    images, labels, calib = parity_data(Empty(), None, None, check=5)
+    assert len(images) == len(labels) == len(calib) == 0
+    with pytest.raises(ExportError, match=r"x.onnx: no test images for the parity check"):
+        export(torch.nn.Identity(), "onnx", tmp_path / "x.onnx", images, labels)

@@ -48,11 +48,12 @@ def test_the_job_retrains_evaluates_and_exports_the_winner(search_dir):
     assert r["epochs"] == 2 and r["test_images"] == 200
     # top-1 is the saved model's, counted again here on the same 200 test images (in the fit loop's batches,
     # so that no other conv algorithm can move a near tie), as correct / 200 x 100
-    from edgenas.export.api import parity_data
+    from edgenas.tasks import get_task
+    from edgenas.tasks.parity import parity_data
     from edgenas.train.checkpoint import load_trained
 
     cfg, arch, model = load_trained(out / "retrain" / "checkpoint.pt")
-    images, labels, _ = parity_data(cfg, arch, check=1000, calibration=0)
+    images, labels, _ = parity_data(get_task(cfg), cfg, arch, check=1000, calibration=0)
     with torch.no_grad():
         logits = torch.cat([model.eval()(b) for b in images.split(cfg.train.batch_size)])
     correct = int((logits.argmax(1) == labels).sum())

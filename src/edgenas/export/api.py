@@ -12,14 +12,11 @@ written:
 - **top-1 agreement** with PyTorch, what a user of a classifier sees: at least 99% of images (fp32 and int8). An int8
   export that misses it still passes when it loses at most 1 point of accuracy (int8 moves near ties both ways).
 
-``onnx``: ONNX Runtime. ``onnx-int8``: static int8 quantization calibrated on training images. ``tflite``: LiteRT
-via litert-torch with NHWC input, in ai-edge-litert. ``tflite-int8``: litert-torch's PT2E quantizer, int8 end to end
-(input and output included).
+The formats, how each is converted and run, are ``formats.Format``'s.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,10 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import write_atomic
-from .onnx import ExportError, ort_session, quantize_int8, run_onnx, to_onnx
-
-FORMATS = ("onnx", "onnx-int8", "tflite", "tflite-int8")
+from .formats import requested, stacked, write
+from .onnx import ExportError
 
 
 @dataclass
@@ -130,84 +125,14 @@ def export(model: nn.Module, fmt: str, out: str | Path, images: torch.Tensor, la
            calibration: torch.Tensor | None = None, tolerance: Tolerance | None = None) -> ExportReport:
     """Export ``model`` to ``out`` in ``fmt`` after checking it on ``images`` and their ``labels``
     (``tolerance``: the format's own bar, ``FP32`` or ``INT8``, unless given)."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
-    if not len(images):
-        raise ExportError(f"{out}: no test images for the parity check; an unchecked export is not written")
+    form = requested(fmt, out, images, calibration)
     model = model.eval()
-    tolerance = tolerance or (INT8 if fmt.endswith("-int8") else FP32)
+    tolerance = tolerance or (INT8 if form.int8 else FP32)
     reference = _torch_logits(model, images)
-    if fmt.endswith("-int8"):
-        _needs_calibration(fmt, calibration)
-    with tempfile.TemporaryDirectory() as tmp:
-        if fmt.startswith("tflite"):
-            from .litert import to_tflite, to_tflite_int8
-
-            path = Path(tmp) / "model.tflite"
-            if fmt == "tflite":
-                to_tflite(model, (images[:1],), path)
-            else:
-                to_tflite_int8(model, images[:1], list(calibration.split(1)), path)
-            got, what = _run_tflite(path, images), "LiteRT"
-            data = path.read_bytes()
-        else:
-            data = to_onnx(model, (images[:1],), dynamic_batch=True)
-            if fmt == "onnx-int8":
-                data = quantize_int8(data, [(b,) for b in _batches(calibration, 32)])
-            session = ort_session(data)
-            got, what = np.concatenate([run_onnx(session, b) for b in _batches(images)]), "ONNX Runtime"
-    measured = check_parity(got, reference, labels, tolerance, f"{what} ({fmt})", out)
+    data = form.convert(model, images[:1], calibration, calibration_batch=32)
+    got = stacked(form.run(data, images, batch=64))[0]
+    measured = check_parity(got, reference, labels, tolerance, f"{form.runtime} ({fmt})", out)
     if tolerance.rtol is None:  # int8: the per-logit figures are quantization's, not a check's
         measured.update(max_abs_diff=None, max_rel_diff=None)
-    path = write_atomic(out, data)
-    return ExportReport(fmt, str(path), len(images), size_bytes=path.stat().st_size, **measured)
-
-
-def parity_data(cfg, arch, check: int = 1000, calibration: int = 256) -> tuple[torch.Tensor, ...]:
-    """(test images, their labels, training images for int8 ranges) of a run's dataset, transformed as the
-    deployed model sees them (no augmentation)."""
-    from ..tasks.classification import datasets
-
-    train_set, val_set = datasets(cfg, arch)
-    train_set.transform = val_set.transform
-    n = min(check, len(val_set))
-    images = torch.stack([val_set[i][0] for i in range(n)])
-    labels = torch.tensor([val_set[i][1] for i in range(n)])
-    calib = [train_set[i][0] for i in range(min(calibration, len(train_set)))]
-    return images, labels, torch.stack(calib) if calib else images[:0]
-
-
-def _needs_calibration(fmt: str, calibration) -> None:
-    if calibration is None or not len(calibration):
-        raise ExportError(f"{fmt} needs calibration images")
-
-
-def run_tflite_outputs(path: Path, images: torch.Tensor) -> list[tuple[dict, np.ndarray]]:
-    """Every output of a .tflite on NCHW ``images``, as (its details, stacked values), one NHWC image at a
-    time as deployed; int8 inputs are quantized with the model's own scale and zero point and int8 outputs
-    dequantized."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    inp, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()
-    got: list[list[np.ndarray]] = [[] for _ in outputs]
-    for x in images:
-        x = x.permute(1, 2, 0).unsqueeze(0).numpy()
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        for store, detail in zip(got, outputs):
-            y = interpreter.get_tensor(detail["index"])[0]
-            if detail["dtype"] == np.int8:
-                scale, zero = detail["quantization"]
-                y = (y.astype(np.float32) - zero) * scale
-            store.append(y)
-    return [(detail, np.stack(values)) for detail, values in zip(outputs, got)]
-
-
-def _run_tflite(path: Path, images: torch.Tensor) -> np.ndarray:
-    """Logits of a classifier .tflite (its first output) on NCHW ``images``."""
-    return run_tflite_outputs(path, images)[0][1]
+    path, size = write(out, data)
+    return ExportReport(fmt, path, len(images), size_bytes=size, **measured)

@@ -31,7 +31,6 @@ images at 5% contrast).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,8 +43,8 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from ..det import Detections, decode, iou_matrix, postprocess
-from ..io import write_atomic
-from .onnx import ExportError, ort_session, quantize_int8, to_onnx
+from .formats import requested, run_tflite, stacked, write
+from .onnx import ExportError, to_onnx
 
 FP32_AGREEMENT = 0.99
 SCORE_ATOL = 1e-4
@@ -178,12 +177,6 @@ def to_onnx_with_nms(model: nn.Module, example: torch.Tensor, iou_threshold: flo
     return _append_nms(data, iou_threshold, score_threshold, max_detections, max_per_class)
 
 
-def _run_onnx_detections(session, images: torch.Tensor) -> list[Detections]:
-    name = session.get_inputs()[0].name
-    runs = [session.run(list(OUTPUTS), {name: images[i:i + 1].numpy()}) for i in range(len(images))]
-    return [Detections(*(torch.from_numpy(t) for t in run)) for run in runs]
-
-
 def _match(ok: torch.Tensor, quality: torch.Tensor) -> int:
     """Size of a greedy one-to-one matching where ``ok`` [R, G] allows a pair, rows in order, each taking
     the free column of highest ``quality``."""
@@ -234,15 +227,18 @@ def _torch_heads(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.cat(cls_logits), torch.cat(box_deltas)
 
 
+def _heads(model: bytes | str | Path, images: torch.Tensor, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The outputs are told apart by their last dimension (C+1 or 4), in output order when C = 3 makes them
+    alike."""
+    outputs = sorted(stacked(run_tflite(model, images)), key=lambda o: o.shape[-1] != num_classes + 1)
+    return outputs[0], outputs[1]
+
+
 def run_tflite_heads(path: str | Path, images: torch.Tensor,
                      num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """``(cls_logits [B, N, C+1], box_deltas [B, N, 4])`` of a detector .tflite on NCHW ``images``, one NHWC
-    image at a time; int8 input quantized, int8 outputs dequantized with the model's own parameters. Outputs
-    are told apart by their last dimension (C+1 or 4), in output order when C = 3 makes them alike."""
-    from .api import run_tflite_outputs
-
-    outputs = sorted(run_tflite_outputs(Path(path), images), key=lambda o: o[0]["shape"][-1] != num_classes + 1)
-    return outputs[0][1], outputs[1][1]
+    image at a time; int8 input quantized, int8 outputs dequantized with the model's own parameters."""
+    return _heads(Path(path), images, num_classes)
 
 
 def _check_int8(report: DetExportReport, reference: list[Detections], got: list[Detections], out) -> None:
@@ -281,43 +277,21 @@ def export_detector(model: nn.Module, fmt: str, out: str | Path, images: torch.T
                     calibration: torch.Tensor | None = None) -> DetExportReport:
     """Export detector ``model`` to ``out`` in ``fmt``, checked on ``images`` against ``postprocess`` with
     TF's defaults (``tflite``: against the raw heads); see the module docstring."""
-    from .api import FORMATS
-
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
-    if not len(images):
-        raise ExportError(f"{out}: no test images for the parity check; an unchecked export is not written")
-    int8 = fmt.endswith("int8")
-    if int8 and (calibration is None or not len(calibration)):
-        raise ExportError(f"{fmt} needs calibration images")
+    form = requested(fmt, out, images, calibration)
     model = model.eval()
     cls_logits, box_deltas = _torch_heads(model, images)
     reference = postprocess(cls_logits, box_deltas, model.anchors)
-    onnx_fmt = fmt.startswith("onnx")
-    report = DetExportReport(fmt, str(out), len(images), "in graph" if onnx_fmt else "postprocess")
-    with tempfile.TemporaryDirectory() as tmp:
-        if onnx_fmt:
-            data = to_onnx(model, (images[:1],))
-            if int8:
-                data = quantize_int8(data, [(calibration[i:i + 1],) for i in range(len(calibration))])
-            data = _append_nms(_decoded(data, model, images[:1]))
-            got = _run_onnx_detections(ort_session(data), images)
-            (_check_int8 if int8 else _check_onnx)(report, reference, got, out)
-        else:
-            from .litert import to_tflite, to_tflite_int8
-
-            path = Path(tmp) / "model.tflite"
-            if int8:
-                to_tflite_int8(model, images[:1], list(calibration.split(1)), path)
-            else:
-                to_tflite(model, (images[:1],), path)
-            data = path.read_bytes()
-            heads = run_tflite_heads(path, images, model.num_classes)
-            if int8:
-                got = postprocess(*(torch.from_numpy(h) for h in heads), model.anchors)
-                _check_int8(report, reference, got, out)
-            else:
-                _check_heads(report, (cls_logits, box_deltas), heads, out)
-        final = write_atomic(out, data)
-    report.path, report.size_bytes = str(final), final.stat().st_size
+    report = DetExportReport(fmt, str(out), len(images), "postprocess" if form.litert else "in graph")
+    # ONNX: batch 1, as the NMS tail appended to the graph works on one image
+    data = form.convert(model, images[:1], calibration, dynamic_batch=False)
+    if not form.litert:
+        data = _append_nms(_decoded(data, model, images[:1]))
+        got = [Detections(*(torch.from_numpy(t) for t in run)) for run in zip(*form.run(data, images))]
+        (_check_int8 if form.int8 else _check_onnx)(report, reference, got, out)
+    elif form.int8:
+        got = postprocess(*(torch.from_numpy(h) for h in _heads(data, images, model.num_classes)), model.anchors)
+        _check_int8(report, reference, got, out)
+    else:
+        _check_heads(report, (cls_logits, box_deltas), _heads(data, images, model.num_classes), out)
+    report.path, report.size_bytes = write(out, data)
     return report

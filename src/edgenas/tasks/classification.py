@@ -18,8 +18,10 @@ from ..data.shape import FASHION_MNIST, DataShape
 from ..data.transforms import build_transform
 from ..errors import DataError
 from ..eval.metrics import ClassificationMeter
+from ..export import ExportError, export
 from ..spec import Arch
 from .base import BaseTask, Loss, check_labels, trained_spec, training_changes
+from .parity import parity_data
 
 
 def data_shape(data: DataConfig) -> DataShape:
@@ -107,12 +109,9 @@ class ClassificationTask(BaseTask):
     def export(self, model, fmt: str, out, cfg, spec, *, check: int, calibration: int,
                tail: str | None = None) -> tuple[dict, str]:
         """Logits checked against PyTorch on the run's test images. (record, one-line summary)"""
-        from ..export import ExportError, export
-        from ..export.api import parity_data
-
         if tail:
             raise ExportError("--tail: a classifier has no serving tail; it is for segmentation networks")
-        images, labels, calib = parity_data(cfg, spec, check, calibration)
+        images, labels, calib = parity_data(self, cfg, spec, check, calibration)
         report = export(model, fmt, out, images, labels, calib)
         checks = (f"max |diff| vs PyTorch {report.max_abs_diff:.2e} (at most {report.max_rel_diff:.1e} of an "
                   f"image's largest logit), top-1 agreement {report.top1_agreement:.2f}%"

@@ -19,8 +19,10 @@ from ..det import SSDLoss, detector_anchors, postprocess
 from ..errors import DataError
 from ..eval.det_metrics import DetectionMeter
 from ..models.tflite_import import SUPPORTED
+from ..export.detection import export_detector
 from ..spec import Detector, SpecError
 from .base import BaseTask, Loss, percent, trained_spec, training_changes
+from .parity import parity_data
 
 NUM_CLASSES = {"composite": 10, "coco": 90}  # foreground classes; composite: the 10 Fashion-MNIST classes
 COMPOSITE_SCENES = {"train": 1000, "val": 200}
@@ -113,15 +115,10 @@ class DetectionTask(BaseTask):
     def export(self, model, fmt: str, out, cfg, spec: Detector, *, check: int, calibration: int,
                tail: str | None = None) -> tuple[dict, str]:
         """ONNX with decoding and NMS in the graph, or TFLite raw heads; checked on validation images."""
-        from ..export.detection import export_detector
-
         if tail:
             raise SpecError("--tail: detectors have no serving tail (NMS is inside the ONNX graph)")
-        train_set, val_set = self.datasets(cfg, spec)
-        train_set.transform = val_set.transform
-        images = torch.stack([val_set[i][0] for i in range(min(check, len(val_set)))])
-        calib = [train_set[i][0] for i in range(min(calibration, len(train_set)))]
-        report = export_detector(model.eval(), fmt, out, images, torch.stack(calib) if calib else None)
+        images, _, calib = parity_data(self, cfg, spec, check, calibration)
+        report = export_detector(model, fmt, out, images, calib)
         check = (f"raw heads within {report.max_abs_diff:.1e} of PyTorch's" if report.agreement is None else
                  f"{report.agreement:.2%} of PyTorch's detections reproduced")
         return report.to_dict(), (f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): NMS {report.nms}, "

@@ -18,8 +18,10 @@ from ..data.seg_transforms import build_seg_transform
 from ..data.segmentation import ADE20K_32_CLASSES, CAMVID_CLASSES, COMPOSITE_CLASSES
 from ..errors import DataError
 from ..eval.seg_metrics import SegmentationMeter, resize_logits
+from ..export.segmentation import export_network
 from ..spec import Network, SpecError
 from .base import BaseTask, Loss, check_labels, percent, trained_spec, training_changes
+from .parity import parity_data
 
 IGNORE_INDEX = 255
 # Class counts a dataset fixes (ADE20K: Google's 32-class protocol; CamVid: SegNet's 11; composite: background +
@@ -116,17 +118,9 @@ class SegmentationTask(BaseTask):
                tail: str | None = None) -> tuple[dict, str]:
         """The serving graph (``tail``, default the exact ``resize<input>,argmax``) exported and checked by
         pixel agreement on validation images; int8 ranges from training images. (record, one-line summary)"""
-        from ..export.segmentation import export_network
-        from ..nn import build_model
-
-        served = spec.with_tail(tail or spec.tail or f"resize{spec.input_size},argmax")
-        serving = build_model(served)
-        serving.load_state_dict(model.state_dict())
-        train_set, val_set = self.datasets(cfg, spec)
-        train_set.transform = val_set.transform  # calibration sees deployed inputs, not augmented ones
-        images = torch.stack([val_set[i][0] for i in range(min(check, len(val_set)))])
-        calib = [train_set[i][0] for i in range(min(calibration, len(train_set)))]
-        report = export_network(serving.eval(), fmt, out, images, torch.stack(calib) if calib else None)
+        served = spec.with_tail(tail or spec.tail or f"resize{spec.input_size},argmax")  # the tail's text checked
+        images, _, calib = parity_data(self, cfg, spec, check, calibration)
+        report = export_network(model, fmt, out, images, calib, tail=served.tail)
         return report.to_dict(), (f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): tail {report.tail}, "
                                   f"PyTorch's class on {report.pixel_agreement:.2%} of pixels of "
                                   f"{report.images} validation images")
