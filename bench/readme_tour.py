@@ -110,8 +110,8 @@ def main() -> None:
                     break_group_size(runs)
                 steps[name] = {"part": part, **run(argv)}
                 if name == "train":
-                    run = Path(argv[argv.index("--out") + 1])
-                    steps[name]["epochs"] = epochs(run / "metrics.jsonl", "val_top1")
+                    run_dir = Path(argv[argv.index("--out") + 1])
+                    steps[name]["epochs"] = epochs(run_dir / "metrics.jsonl", "val_top1")
                 print(f"{part}/{name}: rc {steps[name]['rc']}, {steps[name]['seconds']:.0f} s", flush=True)
                 # the next record written must not lose what finished, whatever stops the run
                 write_record(out, record)

@@ -331,7 +331,7 @@ def test_rounding_to_the_shown_decimals():
         assert not src.holds(*figures(text)), text
 
 
-def test_a_record_carries_its_environment(tmp_path, monkeypatch):
+def test_write_record_adds_the_environment(tmp_path, monkeypatch):
     from edgenas.env import git_commit, write_record
 
     path = write_record(tmp_path / "sub" / "r.json", {"top1": np.float32(92.5), "rows": np.arange(2),

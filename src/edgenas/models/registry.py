@@ -13,7 +13,6 @@ from typing import Callable
 from ..spec import Arch, Detector, Network
 from ..spec.errors import UnknownName
 from . import detection, edgetpu_v1, edgetpu_v2, mobilenet, segmentation
-from .edgetpu_v2 import mobilenet_edgetpu_v2
 
 
 @dataclass(frozen=True)
