@@ -39,6 +39,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from ..eval.det_metrics import coco_api
+from .composite import check_layout, paste_objects, photo_window
 from .datasets import _Seeded
 from .det_transforms import MEAN, STD, build_det_transform
 from .fashion_mnist import CLASSES as FASHION_CLASSES
@@ -257,20 +258,6 @@ def coco128(root, split: str = "val", transform=None, *, seed: int = 0, subset: 
                          mean=mean, std=std)
 
 
-def _window(rng: np.random.Generator, photos: list[np.ndarray], h: int, w: int) -> np.ndarray:
-    """A window of a random photo with the scene's aspect, 30-100 % of the largest that fits, maybe mirrored,
-    resized to (h, w): ``segmentation.CompositeScenes``'s backgrounds."""
-    photo = photos[int(rng.integers(len(photos)))]
-    ph, pw = photo.shape[:2]
-    f = min(ph / h, pw / w) * rng.uniform(0.3, 1.0)
-    ch, cw = min(ph, max(1, round(h * f))), min(pw, max(1, round(w * f)))
-    top, left = int(rng.integers(ph - ch + 1)), int(rng.integers(pw - cw + 1))
-    window = Image.fromarray(photo[top:top + ch, left:left + cw])
-    if rng.random() < 0.5:
-        window = window.transpose(Image.FLIP_LEFT_RIGHT)
-    return np.array(window.resize((w, h), Image.BILINEAR))
-
-
 class CompositeDetection(_Seeded):
     """Seeded detection scenes (see the module docstring)."""
 
@@ -279,9 +266,7 @@ class CompositeDetection(_Seeded):
                  object_scale: tuple[float, float] = (0.15, 0.5), threshold: int = THRESHOLD,
                  min_visible: float = MIN_VISIBLE, source: str = ""):
         super().__init__(transform, seed)
-        if not (1 <= objects[0] <= objects[1]) or not (0 < object_scale[0] <= object_scale[1] <= 1):
-            raise ValueError(f"want 1 <= objects[0] <= objects[1] and 0 < object_scale[0] <= object_scale[1]"
-                             f" <= 1, got objects={objects}, object_scale={object_scale}")
+        check_layout(objects, object_scale)
         if not 0 <= min_visible <= 1:
             raise ValueError(f"min_visible must be in [0, 1], got {min_visible}")
         self.glyphs, self.glyph_labels, self.photos, self.n = glyphs, glyph_labels, photos, n
@@ -302,19 +287,12 @@ class CompositeDetection(_Seeded):
             raise IndexError(f"scene {index} of {self.n}")
         rng = np.random.default_rng([self.seed, index])
         h, w = self.size
-        image = _window(rng, self.photos, h, w)
+        image = photo_window(rng, self.photos, h, w)
         owner = np.full((h, w), -1, np.int16)  # which object each pixel shows
         placed = []
-        for j in range(int(rng.integers(self.objects[0], self.objects[1] + 1))):
-            k = int(rng.integers(len(self.glyph_labels)))
-            side = min(h, w, max(2, round(min(h, w) * rng.uniform(*self.object_scale))))
-            glyph = np.asarray(Image.fromarray(self.glyphs[k]).resize((side, side), Image.BILINEAR))
-            tint = rng.uniform(0.35, 1.0, 3)
-            y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-            inside = glyph >= self.threshold
-            image[y:y + side, x:x + side][inside] = np.round(glyph[inside, None] * tint).astype(np.uint8)
-            owner[y:y + side, x:x + side][inside] = j
-            placed.append((y, x, side, int(inside.sum()), int(self.glyph_labels[k]) + 1))
+        for j, o in enumerate(paste_objects(rng, image, self)):
+            owner[o.y:o.y + o.side, o.x:o.x + o.side][o.inside] = j
+            placed.append((o.y, o.x, o.side, int(o.inside.sum()), o.label))
         boxes, labels = [], []
         for j, (y, x, side, pixels, label) in enumerate(placed):
             visible = owner[y:y + side, x:x + side] == j

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .composite import check_layout, paste_objects, photo_window
 from .datasets import IMAGE_SUFFIXES, _Seeded
 from .fashion_mnist import CLASSES as FASHION_CLASSES
 from .fashion_mnist import DEFAULT_DIR as FASHION_DIR
@@ -257,9 +258,7 @@ class CompositeScenes(_Seeded):
                  object_scale: tuple[float, float] = (0.2, 0.6), threshold: int = THRESHOLD,
                  source: str = ""):
         super().__init__(transform, seed)
-        if not (1 <= objects[0] <= objects[1]) or not (0 < object_scale[0] <= object_scale[1] <= 1):
-            raise ValueError(f"want 1 <= objects[0] <= objects[1] and 0 < object_scale[0] <= object_scale[1]"
-                             f" <= 1, got objects={objects}, object_scale={object_scale}")
+        check_layout(objects, object_scale)
         self.glyphs, self.glyph_labels, self.photos, self.n = glyphs, glyph_labels, photos, n
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.objects, self.object_scale, self.threshold = objects, object_scale, threshold
@@ -280,27 +279,10 @@ class CompositeScenes(_Seeded):
         if not 0 <= index < self.n:
             raise IndexError(f"scene {index} of {self.n}")
         rng = np.random.default_rng([self.seed, index])
-        h, w = self.size
-        photo = self.photos[int(rng.integers(len(self.photos)))]
-        ph, pw = photo.shape[:2]
-        # a window of the scene's aspect, 30-100 % of the largest that fits
-        f = min(ph / h, pw / w) * rng.uniform(0.3, 1.0)
-        ch, cw = min(ph, max(1, round(h * f))), min(pw, max(1, round(w * f)))
-        top, left = int(rng.integers(ph - ch + 1)), int(rng.integers(pw - cw + 1))
-        window = Image.fromarray(photo[top:top + ch, left:left + cw])
-        if rng.random() < 0.5:  # one photo is all matplotlib ships: mirror it for variety
-            window = window.transpose(Image.FLIP_LEFT_RIGHT)
-        image = np.array(window.resize((w, h), Image.BILINEAR))
-        label = np.zeros((h, w), np.uint8)
-        for _ in range(int(rng.integers(self.objects[0], self.objects[1] + 1))):
-            k = int(rng.integers(len(self.glyph_labels)))
-            side = min(h, w, max(2, round(min(h, w) * rng.uniform(*self.object_scale))))
-            glyph = np.asarray(Image.fromarray(self.glyphs[k]).resize((side, side), Image.BILINEAR))
-            tint = rng.uniform(0.35, 1.0, 3)
-            y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-            inside = glyph >= self.threshold
-            image[y:y + side, x:x + side][inside] = np.round(glyph[inside, None] * tint).astype(np.uint8)
-            label[y:y + side, x:x + side][inside] = self.glyph_labels[k] + 1
+        image = photo_window(rng, self.photos, *self.size)
+        label = np.zeros(self.size, np.uint8)
+        for o in paste_objects(rng, image, self):
+            label[o.y:o.y + o.side, o.x:o.x + o.side][o.inside] = o.label
         return image, label
 
     def __getitem__(self, index: int):
