@@ -187,15 +187,6 @@ def test_quantization_quiets_onnxruntime_and_leaves_logging_as_it_was():
     assert (root.level, list(root.filters), ort.level, logging.root.manager.disable) == before
 
 
-def _split_grouped_convs(model: torch.nn.Module) -> torch.nn.Module:
-    """``gc_mode="split"`` on a built model: its grouped (not depthwise) convs computed group by group.
-    ``SplitGroupConv2d`` keeps ``nn.Conv2d``'s weights, so its class is all that changes."""
-    for m in model.modules():
-        if type(m) is torch.nn.Conv2d and 1 < m.groups < m.in_channels:
-            m.__class__ = SplitGroupConv2d
-    return model
-
-
 def _grouped_convs(path) -> list[str]:
     """The Conv nodes of an ONNX graph that are grouped but not depthwise (each group sees several channels)."""
     import onnx
@@ -206,19 +197,17 @@ def _grouped_convs(path) -> list[str]:
             and any(a.name == "group" and a.i > 1 for a in n.attribute)]
 
 
-@pytest.mark.parametrize("overrides, build", [
-    (["task=segmentation", "model.name=deeplabv3plus_mobilenet_edgetpu_v2_xs", "model.input_size=64"],
-     lambda spec: build_model(spec, gc_mode="split")),
-    (["task=detection", "model.name=ssdlite_mobilenet_edgetpu_v2_s", "model.input_size=128"],
-     lambda spec: _split_grouped_convs(build_model(spec))),  # build_model's gc_mode for a Detector: nn/'s part
-])
-def test_the_exported_graph_is_the_model_given_split_convs_included(overrides, build, tmp_path):
+@pytest.mark.parametrize("overrides", [
+    ["task=segmentation", "model.name=deeplabv3plus_mobilenet_edgetpu_v2_xs", "model.input_size=64"],
+    ["task=detection", "model.name=ssdlite_mobilenet_edgetpu_v2_s", "model.input_size=128"],
+], ids=["segmentation", "detection"])
+def test_the_exported_graph_is_the_model_given_split_convs_included(overrides, tmp_path):
     """Bug (a): segmentation's export rebuilt the network natively, so --gc-mode split exported native grouped
     convs. The task exports the model it is given: no grouped conv but depthwise ones, and parity holds."""
     cfg = load_config(overrides=overrides + ["data.train_subset=2", "data.val_subset=2"])
     task = get_task(cfg)
     spec = task.spec(cfg)
-    model = build(spec).eval()
+    model = build_model(spec, gc_mode="split").eval()
     assert any(isinstance(m, SplitGroupConv2d) for m in model.modules())  # the spec has GC blocks to split
     record, _ = task.export(model, "onnx", tmp_path / "m.onnx", cfg, spec, check=2, calibration=0)
     assert record["images"] == 2 and _grouped_convs(tmp_path / "m.onnx") == []

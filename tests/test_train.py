@@ -112,7 +112,7 @@ def test_two_epochs_learn_and_resume_bitwise(tmp_path):
     assert [r["epoch"] for r in history] == [0, 1]  # fit returns the run's history, a record per epoch
     # 10 classes: chance is 10% (sd 1.3 points over 500 images), where a broken fit loop stays. The classifier
     # starts at normal(0, 0.01) (nn.init_weights), which moves the backbone less in the first of these 20 steps
-    # than Google's 1/sqrt(classes) bound did (27.0% here before issue 27's depthwise fan-out fix, 30.8% after),
+    # than Google's 1/sqrt(classes) bound did (27.0% here; 30.8% with TF's depthwise fan-out, nn.init_weights),
     # and ends higher over a real training (bench/init_logits.py)
     assert full["val_top1"] > 25
     half = load_config(overrides=SMALL + [f"out={tmp_path / 'half'}"])
