@@ -1,11 +1,11 @@
 """Export a segmentation network with its serving tail (image in, class map out) and prove it by pixel
 agreement with the PyTorch model's own class map.
 
-The exported graph is ``Served(model, tail)``: the network as given (its gc_mode, padding and weights: it is
-never rebuilt) and Google's finalize chain (``resize512,argmax`` exact, or ``resize256,argmax,resize512`` with
-the elementwise argmax fused below full resolution). fp32 formats must give PyTorch's class on
-``FP32_AGREEMENT`` of pixels (only logits tied to float rounding may flip); int8 formats on
-``INT8_AGREEMENT``, both reported, or nothing is written.
+The exported graph is ``nn.network.Serving(model, tail)``: the network as given (its gc_mode, padding and
+weights: it is never rebuilt) and Google's finalize chain (``resize512,argmax`` exact, or
+``resize256,argmax,resize512`` with the elementwise argmax fused below full resolution). fp32 formats must
+give PyTorch's class on ``FP32_AGREEMENT`` of pixels (only logits tied to float rounding may flip); int8
+formats on ``INT8_AGREEMENT``, both reported, or nothing is written.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..nn.network import ServingTail
+from ..nn.network import Serving
 from ..spec import Tail
 from .formats import requested, stacked, write
 from .onnx import ExportError
@@ -39,18 +39,6 @@ class SegExportReport:
         return asdict(self)
 
 
-class Served(nn.Module):
-    """``model`` (logits at the head's stride) followed by a serving ``tail``: image in, class map out. It
-    wraps the model it is given, so what is exported is that model, built however it was."""
-
-    def __init__(self, model: nn.Module, tail: Tail):
-        super().__init__()
-        self.model, self.tail = model, ServingTail(tail)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tail(self.model(x))
-
-
 def _class_maps(module: nn.Module, images: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return np.concatenate([module(images[i:i + 8]).numpy() for i in range(0, len(images), 8)])
@@ -65,7 +53,7 @@ def export_network(model, fmt: str, out: str | Path, images: torch.Tensor,
         raise ExportError(f"{model.network.name or 'the network'} has no serving tail; give one "
                           "(e.g. --tail resize512,argmax or resize256,argmax,resize512)")
     form = requested(fmt, out, images, calibration)
-    serving = Served(model, tail).eval()
+    serving = Serving(model, tail).eval()
     reference = _class_maps(serving, images)
     data = form.convert(serving, images[:1], calibration)
     got = stacked(form.run(data, images))[0]

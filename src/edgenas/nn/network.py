@@ -147,12 +147,15 @@ class NetworkModel(nn.Module):
 
 
 class Serving(nn.Module):
-    """``model.serve`` as a module's forward, for export: image in, class map out."""
+    """``model`` (logits at the head's stride) followed by a serving ``tail`` (default: the network's own, as
+    ``model.serve``): image in, class map out, for export and timing. It wraps the model it is given, so what
+    is exported is that model, built however it was (its gc_mode, padding and weights)."""
 
-    def __init__(self, model: NetworkModel):
+    def __init__(self, model: NetworkModel, tail: Tail | None = None):
         super().__init__()
         self.model = model
+        self.tail = ServingTail(tail) if tail is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.serve(x)
+        return self.model.serve(x) if self.tail is None else self.tail(self.model(x))
 
