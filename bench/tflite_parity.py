@@ -18,7 +18,7 @@ from common import parser  # bench/ is on the path when a bench script runs
 from edgenas.data.segmentation import ade20k
 from edgenas.env import write_record
 from edgenas.eval.seg_metrics import SegConfusion
-from edgenas.models.tflite_check import autoseg_agreement, classifier_agreement, load_photo, simulate_quantization
+from edgenas.models.tflite_check import seg_agreement, classifier_agreement, load_photo, simulate_quantization
 from edgenas.models.tflite_import import from_tflite
 from edgenas.nn.network import ServingTail
 from edgenas.spec import Tail
@@ -36,11 +36,11 @@ def main() -> None:
         sorted((data / "camvid/val").glob("*.png"))[:10]
     model = from_tflite("autoseg_edgetpu_xs", AUTOSEG)
     tail = ServingTail(Tail(steps="resize256,argmax,resize512"))
-    seg = autoseg_agreement(model, AUTOSEG, [load_photo(f, 512) for f in seg_files], tail)
+    seg = seg_agreement(model, AUTOSEG, [load_photo(f, 512) for f in seg_files], tail)
 
     ade = ade20k(FIXTURES / "ade20k-tiny", "validation")
     pairs = sorted((FIXTURES / "ade20k-tiny/images/validation").glob("*.jpg"))
-    smoke = autoseg_agreement(model, AUTOSEG, [load_photo(f, 512) for f in pairs], tail)
+    smoke = seg_agreement(model, AUTOSEG, [load_photo(f, 512) for f in pairs], tail)
     miou = {}
     for who, maps in (("ours", smoke.ours), ("tflite", smoke.theirs)):
         conf = SegConfusion(32)

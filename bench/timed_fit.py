@@ -14,12 +14,14 @@ from edgenas.train.loop import CHECKPOINT, fit
 def timed_fit(config: str, out: Path, overrides: list[str], key: str) -> tuple[RunConfig, list[dict], dict]:
     """Train ``config`` with ``overrides`` into ``out`` through the fit loop, resuming what a killed benchmark
     left there. Returns the config, the epochs that scored ``key`` and the timing: this call's wall time, the
-    epochs' train time and CPU-minutes (train time x threads, the cost on this machine's cores)."""
+    epochs' train time and CPU-minutes (the process's CPU time, where the epochs recorded it; before that,
+    train time x threads)."""
     cfg = load_config(config, overrides=[f"out={out}", *overrides])
     t0 = time.perf_counter()
     fit(cfg, get_task(cfg), resume=(out / CHECKPOINT).is_file())
     wall = time.perf_counter() - t0
     done = epochs(out / "metrics.jsonl", key)
     train = sum(r["epoch_seconds"] for r in done)
-    return cfg, done, {"wall_seconds_this_call": wall, "train_seconds": train,
-                       "cpu_minutes": train * cfg.train.threads / 60, "threads": cfg.train.threads}
+    cpu = sum(r.get("epoch_cpu_seconds", r["epoch_seconds"] * (cfg.train.threads or 1)) for r in done)
+    return cfg, done, {"wall_seconds_this_call": wall, "train_seconds": train, "cpu_minutes": cpu / 60,
+                       "threads": cfg.train.threads}

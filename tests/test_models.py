@@ -29,12 +29,12 @@ PAPER_MACS = {"mobilenet_v2": 300e6, "mobilenet_v3_large": 219e6, "mobilenet_v3_
 
 
 def test_registry_lists_every_family():
-    assert len(MODELS) == 13 and len(edgenas.list_models()) == 25
+    assert len(MODELS) == 13 and len(edgenas.list_models()) == 26
     assert edgenas.list_models(task="detection") == [f"spaghettinet_edgetpu_{v}" for v in ("s", "m", "l")] + [
         "ssdlite_mobilenet_v2", "ssdlite_mobilenet_edgetpu_v2_s"]
     assert edgenas.list_models(task="segmentation") == [
         *(f"deeplabv3plus_mobilenet_edgetpu_v2_{v}" for v in ("xs", "s", "m")), "deeplabv3plus_mobilenet_v2",
-        *(f"autoseg_edgetpu_{v}" for v in ("xs", "s", "m"))]
+        "deeplab_mobilenet_edgetpu_slim", *(f"autoseg_edgetpu_{v}" for v in ("xs", "s", "m"))]
     assert edgenas.list_models("mobilenet_edgetpu_v2_*") == [f"mobilenet_edgetpu_v2_{v}" for v in
                                                             ("tiny", "xs", "s", "m", "l")]
     with pytest.raises(KeyError, match="unknown model 'mobilenet_edgetpu_v3'"):

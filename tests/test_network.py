@@ -25,6 +25,8 @@ GOLDEN = {
     "deeplabv3plus_mobilenet_edgetpu_v2_m": (7_115_920, 9_673_367_552),
     "deeplabv3plus_mobilenet_v2": (2_237_904, 1_655_349_248),
     "autoseg_edgetpu_xs": (2_354_616, 1_914_247_680),
+    # at 513: Google's Cityscapes file's 2,039,912 conv weights + gamma and beta of 15,448 BN channels + 19 biases
+    "deeplab_mobilenet_edgetpu_slim": (2_070_827, 4_316_022_888),
     "autoseg_edgetpu_s": (2_539_676, 2_312_328_704),
     "autoseg_edgetpu_m": (5_157_684, 4_523_617_792),
 }

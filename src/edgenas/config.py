@@ -33,11 +33,16 @@ class ModelConfig(_Section):
     # Google's released TFLite of the same network (e.g. the Autoseg-XS file) to start from: every weight
     # whose shape fits is imported; the network then pads like TF, as those weights were trained
     pretrained: str | None = None
+    # a new head's classes from the pretrained head's (models.class_map): the output layer starts from the
+    # mapped rows, so epoch 0 predicts what the pretrained model predicts on the classes the map covers
+    class_map: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self):
         if (self.name is None) == (self.arch is None):
             raise ValueError("give exactly one of model.name and model.arch")
+        if self.class_map and not self.pretrained:
+            raise ValueError("model.class_map: maps a pretrained head's classes; set model.pretrained too")
         return self
 
 
@@ -64,6 +69,7 @@ def _image_size(value):
 
 
 ImageSize = Annotated[int | tuple[int, int], BeforeValidator(_image_size)]
+SplitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
 class DataConfig(_Section):
@@ -90,12 +96,15 @@ class DataConfig(_Section):
     eval_size: ImageSize | None = None
     # segmentation scale jitter before the crop: one factor drawn from [low, high] (DeepLab's 0.5-2.0)
     scale_range: tuple[Annotated[float, Field(gt=0, le=16)], Annotated[float, Field(gt=0, le=16)]] = (0.5, 2.0)
+    # CamVid layout: the split lists (<name>.txt) a run trains on and evaluates on (e.g. split: test)
+    train_split: SplitName = "train"
+    split: SplitName = "val"
 
 
 class TrainConfig(_Section):
     epochs: Annotated[int, Field(gt=0)] = 10
     batch_size: Annotated[int, Field(gt=0)] = 128  # per process
-    optimizer: Literal["rmsprop", "sgd"] = "sgd"
+    optimizer: Literal["rmsprop", "sgd", "adamw"] = "sgd"  # adamw: betas (momentum, 0.999), decoupled decay
     lr: Annotated[float, Field(gt=0)] = 0.1  # for the global batch
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = True
@@ -114,6 +123,14 @@ class TrainConfig(_Section):
     # a run of a few hundred steps needs faster statistics. null keeps the arch's.
     bn_momentum: Annotated[float, Field(gt=0, le=1)] | None = 0.1
     grad_clip: Annotated[float, Field(gt=0)] | None = None
+    # fine-tuning: the backbone's learning rate as a fraction of lr (the head, new or mapped, takes lr itself)
+    backbone_lr_scale: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # fine-tuning with batches of a few images: BatchNorm keeps its statistics (eval mode; its affine still
+    # learns), as pretrained weights arrive with them
+    freeze_bn: bool = False
+    # segmentation: per-class loss weights, median frequency balancing (SegNet's): median(f) / f_c, f_c the
+    # class's pixel share in the training images that hold it
+    class_weights: Literal["none", "median_frequency"] = "none"
     amp: Literal["none", "bf16"] = "none"  # bf16 autocast (GPU)
     channels_last: bool = False
     # numpy's generators refuse negative seeds; the search seeds torch with seed x 7919 + epoch, in 64 bits
@@ -208,6 +225,12 @@ class RunConfig(_Section):
                              "classification only")
         if d.scale_range[0] > d.scale_range[1]:
             raise ValueError(f"data.scale_range: want [low, high] with low <= high, got {list(d.scale_range)}")
+        for name in ("train_split", "split"):
+            if getattr(d, name) != DataConfig.model_fields[name].default and d.dataset != "camvid":
+                raise ValueError(f"data.{name}: names a split list of a CamVid-layout folder (data.dataset "
+                                 f"camvid), not of {d.dataset}")
+        if self.train.class_weights != "none" and task != "segmentation":
+            raise ValueError("train.class_weights: is for segmentation")
         for name in ("crop_size", "eval_size"):
             if task != "segmentation" and getattr(d, name) is not None:
                 raise ValueError(f"data.{name}: is for segmentation (classification crops with data.crop_scale "

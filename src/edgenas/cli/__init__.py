@@ -146,6 +146,12 @@ def _train_parsers(sub, jsonp) -> None:
     e.add_argument("--model", help="with --weights: a timm-layout model name")
     e.add_argument("--weights", help="timm state dict (.safetensors or torch file)")
     e.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a checkpoint")
+    e.add_argument("--pretrained", metavar="FILE", help="zero-shot: score a network started from FILE (Google's "
+                   "TFLite) with no training, at --config's data and model (epoch 0 of a fine-tune from it)")
+    e.add_argument("--class-map", metavar="MAP", help="with --pretrained: the data's classes from the file's")
+    e.add_argument("--config", help="with --pretrained: the run config (model, data) to score at")
+    e.add_argument("--tail", help="segmentation: score the class map a serving tail gives (e.g. the exact "
+                   "resize512,argmax or the fused resize256,argmax,resize512), as the shipped graph computes it")
     e.add_argument("--data-dir")
     e.add_argument("--set", action="append", metavar="KEY=VALUE")
     e.set_defaults(func="train:cmd_eval")

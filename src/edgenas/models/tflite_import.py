@@ -22,7 +22,7 @@ from ..nn import build_model
 from .registry import get_arch
 from .tflite_graph import read_tflite
 
-SUPPORTED = ("autoseg_edgetpu_xs", "mobilenet_edgetpu_100")
+SUPPORTED = ("autoseg_edgetpu_xs", "deeplab_mobilenet_edgetpu_slim", "mobilenet_edgetpu_100")
 
 
 class TFLiteImportError(EdgenasError):
@@ -45,6 +45,24 @@ def _bifpn_target(name: str) -> str | None:
     if "seg-class-predict" in name:
         return "head"
     return None
+
+
+def _deeplab_target(name: str) -> str | None:
+    """Our node for one of EdgeTPU-DeepLab-slim's head scopes (``aspp0``, ``image_pooling``, ...)."""
+    if "/Conv_1/" in name:  # the backbone's 1x1 to 1280, a node of ours
+        return "conv_1"
+    if name.startswith("logits/"):
+        return "head"
+    scope = name.split("/")[0]
+    return scope if scope in ("aspp0", "image_pooling", "concat_projection") else None
+
+
+# per network with a head: (is this file conv one of the backbone's?, our head node for the others)
+_HEADS = {
+    "autoseg_edgetpu_xs": (lambda n: "/mobilenet_edge_tpuv2/" in n, _bifpn_target),
+    "deeplab_mobilenet_edgetpu_slim": (lambda n: n.startswith("MobilenetEdgeTPU/") and "/Conv_1/" not in n,
+                                       _deeplab_target),
+}
 
 
 def _our_convs(model: nn.Module) -> tuple[list[tuple[str, nn.Conv2d]], dict[str, list[tuple[str, nn.Module]]]]:
@@ -112,12 +130,13 @@ def from_tflite(name: str, path: str | Path) -> nn.Module:
                                 f"not {name!r}")
     graph = read_tflite(path)
     spec = get_arch(name)
-    model = build_model(spec.replace(padding="tf")) if name.startswith("autoseg") else build_model(spec, padding="tf")
+    model = build_model(spec.replace(padding="tf")) if name in _HEADS else build_model(spec, padding="tf")
     entries = _conv_entries(graph)
     backbone, head = _our_convs(model)
-    if name.startswith("autoseg"):
-        in_bb = [e for e in entries if "/mobilenet_edge_tpuv2/" in e[0]]
-        rest = [e for e in entries if "/mobilenet_edge_tpuv2/" not in e[0]]
+    if name in _HEADS:
+        in_backbone, target = _HEADS[name]
+        in_bb = [e for e in entries if in_backbone(e[0])]
+        rest = [e for e in entries if not in_backbone(e[0])]
     else:  # MobileNet-EdgeTPU: a chain; the top 1x1 conv and the logits follow the backbone
         in_bb, rest = entries[:len(backbone)], entries[len(backbone):]
     if len(in_bb) != len(backbone):
@@ -125,10 +144,10 @@ def from_tflite(name: str, path: str | Path) -> nn.Module:
                                 f"{name}")
     for (tname, w, b, dw), (ours, conv) in zip(in_bb, backbone):
         _load_conv(model, ours, conv, w, b, dw, f"{path}: {tname}")
-    if name.startswith("autoseg"):
+    if name in _HEADS:
         queues = {k: list(v) for k, v in head.items()}
         for tname, w, b, dw in rest:
-            node = _bifpn_target(tname)
+            node = target(tname)
             if node is None or not queues.get(node):
                 raise TFLiteImportError(f"{path}: {tname} maps to no conv of our {name}")
             ours, conv = queues[node].pop(0)
@@ -156,19 +175,3 @@ def _load_classifier_tail(model: nn.Module, rest, path) -> None:
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(torch.from_numpy(lb.astype(np.float32)))
-
-
-def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
-    """Google's TFLite weights (``from_tflite`` of the model's own registered name) into ``model``, a network of
-    the same family trained for other classes or at another size: every tensor whose shape fits is copied;
-    returns the names of those left as initialised (the classifier's output layer when the classes differ)."""
-    name = model.network.name if hasattr(model, "network") else model.arch.name
-    source = from_tflite(name, path).state_dict()
-    target, skipped = model.state_dict(), []
-    for key, value in target.items():
-        if key in source and source[key].shape == value.shape:
-            target[key] = source[key]
-        else:
-            skipped.append(key)
-    model.load_state_dict(target)
-    return skipped

@@ -122,6 +122,19 @@ def _listing(keys, limit: int = 6) -> str:
     return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def backbone_state(model, state: Mapping[str, torch.Tensor], where: str = "state dict"
+                   ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """timm's tensors under ``model``'s keys for its backbone (a network's or a classifier's): (the tensors,
+    timm's keys with no place in the backbone, e.g. its classifier head). A backbone key timm lacks stays
+    out, for the caller to report as fresh."""
+    mapping = {k: v for k, v in _key_map(model).items() if v.startswith("backbone.")}
+    if not mapping.keys() & state.keys():
+        raise WeightLoadError(f"{where}: no key of it is a timm MobileNetEdgeTPU backbone key (such as "
+                              f"{next(iter(sorted(mapping)), 'conv_stem.weight')})")
+    found = {mapping[k]: (v.float() if v.is_floating_point() else v) for k, v in state.items() if k in mapping}
+    return found, sorted(set(state) - set(mapping))
+
+
 def from_timm(name: str, state_dict: str | Path | Mapping[str, torch.Tensor]) -> ClassificationModel:
     """Build timm's variant of ``name`` and load a timm state dict into it (floats cast to float32).
 

@@ -47,8 +47,9 @@ class Task(Protocol):
     def datasets(self, cfg, spec) -> tuple:
         """(train, val)."""
 
-    def loss(self, cfg, train: bool = True) -> Loss:
-        """The training criterion, or (``train`` False) the plain one evaluation reports."""
+    def loss(self, cfg, train: bool = True, data=None) -> Loss:
+        """The training criterion (``data``: the training set, where the criterion reads it, e.g. class
+        weights), or (``train`` False) the plain one evaluation reports."""
 
     def meter(self, spec, dataset=None) -> Meter:
         """A fresh meter for an evaluation pass over ``dataset`` (detection reads its ground truth)."""

@@ -121,7 +121,7 @@ class ClassificationTask(BaseTask):
         return report.to_dict(), (f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB): {checks} on "
                                   f"{report.images} test images")
 
-    def loss(self, cfg, train: bool = True) -> Loss:
+    def loss(self, cfg, train: bool = True, data=None) -> Loss:
         # evaluation reports the plain cross-entropy, so validation losses compare across smoothing settings
         return nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing if train else 0.0)
 

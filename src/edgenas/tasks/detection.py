@@ -104,7 +104,7 @@ class DetectionTask(BaseTask):
     def collate(self, batch):
         return collate_detection(batch)
 
-    def loss(self, cfg, train: bool = True) -> Loss:
+    def loss(self, cfg, train: bool = True, data=None) -> Loss:
         return DetectionLoss(detector(cfg))
 
     def meter(self, spec: Detector, dataset=None) -> DetectionTaskMeter:

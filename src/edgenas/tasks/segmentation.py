@@ -8,6 +8,7 @@ downsampled and every labelled pixel counts.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -19,7 +20,10 @@ from ..data.segmentation import ADE20K_32_CLASSES, CAMVID_CLASSES, COMPOSITE_CLA
 from ..errors import DataError
 from ..eval.seg_metrics import SegmentationMeter, resize_logits
 from ..export.segmentation import export_network
+from ..models.pretrained import is_tflite
+from ..models.timm_weights import timm_arch
 from ..spec import Network, SpecError
+from ..spec.errors import UnknownName
 from .base import BaseTask, Loss, check_labels, percent, trained_spec, training_changes
 from .parity import parity_data
 
@@ -46,14 +50,33 @@ def network(cfg) -> Network:
             raise SpecError(f"model.num_classes: data.dataset {cfg.data.dataset} needs the class count (labels "
                             f"0..N-1, {IGNORE_INDEX} = ignore)")
         size = m.input_size or spec.input_size
+        backbone = spec.backbone
+        if m.pretrained and not is_tflite(m.pretrained):  # timm's weights mean what they do in timm's variant
+            try:
+                backbone = timm_arch(backbone.name, backbone.num_classes)
+            except UnknownName as err:
+                raise SpecError(f"model.pretrained: {m.pretrained}: timm weights fit a network on one of timm's "
+                                f"backbones; {spec.name}'s is {backbone.name} ({err})") from None
         # the backbone's and the nodes' BatchNorm alike; the network's replace validates the backbone too
-        backbone = spec.backbone.model_copy(update={"input_size": size, **training_changes(spec.backbone, t)})
+        backbone = backbone.model_copy(update={"input_size": size, **training_changes(backbone, t)})
         head = spec.head.model_copy(update={"classifier": spec.head.classifier.model_copy(
             update={"out_channels": classes})})
         return {"input_size": size, "backbone": backbone, "head": head,
-                **training_changes(spec, t, drop_path=False), **({"padding": "tf"} if m.pretrained else {})}
+                **training_changes(spec, t, drop_path=False), **({"padding": "tf"} if m.pretrained and is_tflite(m.pretrained) else {})}
 
     return trained_spec(cfg, Network, changes)
+
+
+def median_frequency_weights(counts) -> torch.Tensor:
+    """SegNet's median frequency balancing: class ``c``'s weight is median(f) / f_c, where f_c is its pixels
+    over the pixels of the training images that hold it. A class absent from every image gets 0 (it has no
+    pixel for a weight to act on)."""
+    pixels, image_pixels = (torch.as_tensor(c, dtype=torch.float64) for c in counts)
+    present = pixels > 0
+    freq = torch.where(present, pixels / image_pixels.clamp(min=1), torch.nan)
+    # the median of an even count is the mean of the middle two (torch's median would take the lower)
+    median = freq[present].quantile(0.5) if present.any() else torch.tensor(1.0, dtype=torch.float64)
+    return torch.where(present, median / freq, 0.0).float()
 
 
 def _size(size) -> int | tuple[int, int]:
@@ -65,15 +88,21 @@ class SegmentationLoss(nn.Module):
     number of labelled pixels, clamped at 1 (Google's ``SegmentationLoss``: sum / (valid + eps)), so a crop
     that holds only ignored pixels gives 0, not the NaN of a plain mean, which would read as divergence."""
 
-    def __init__(self, ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0):
+    def __init__(self, ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0,
+                 weight: torch.Tensor | None = None):
         super().__init__()
         self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
+        self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = resize_logits(logits, target.shape[-2:])
-        total = nn.functional.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum",
-                                            label_smoothing=self.label_smoothing)
-        return total / (target != self.ignore_index).sum().clamp(min=1)
+        total = nn.functional.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index,
+                                            reduction="sum", label_smoothing=self.label_smoothing)
+        valid = target != self.ignore_index
+        if self.weight is None:
+            return total / valid.sum().clamp(min=1)
+        # a weighted mean, as cross_entropy's own: divided by the labelled pixels' weights
+        return total / self.weight[target[valid]].sum().clamp(min=1e-12)
 
 
 class SegmentationTask(BaseTask):
@@ -105,7 +134,7 @@ class SegmentationTask(BaseTask):
         elif d.dataset == "ade20k":
             data = seg.ade20k(root, "training" if train else "validation", transform, seed=seed, subset=subset)
         elif d.dataset == "camvid":
-            data = seg.camvid(root, split, transform, seed=seed, subset=subset)
+            data = seg.camvid(root, d.train_split if train else d.split, transform, seed=seed, subset=subset)
         elif d.dataset == "folder":
             data = seg.mask_folder(root / "images" / split, root / "masks" / split, spec.num_classes,
                                    transform=transform, seed=seed, subset=subset)
@@ -125,8 +154,15 @@ class SegmentationTask(BaseTask):
                                   f"PyTorch's class on {report.pixel_agreement:.2%} of pixels of "
                                   f"{report.images} validation images")
 
-    def loss(self, cfg, train: bool = True) -> Loss:
-        return SegmentationLoss(IGNORE_INDEX, cfg.train.label_smoothing if train else 0.0)
+    def loss(self, cfg, train: bool = True, data=None) -> Loss:
+        weight = None
+        if train and cfg.train.class_weights == "median_frequency":
+            if data is None:
+                raise ValueError("train.class_weights: the loss needs the training set to count classes")
+            weight = median_frequency_weights(seg.class_pixels(data))
+            print("train.class_weights: median frequency, " + ", ".join(
+                f"{c} {w:.2f}" for c, w in zip(data.classes, weight.tolist())), file=sys.stderr)
+        return SegmentationLoss(IGNORE_INDEX, cfg.train.label_smoothing if train else 0.0, weight)
 
     def meter(self, spec: Network, dataset=None) -> SegmentationMeter:
         return SegmentationMeter(spec.num_classes, IGNORE_INDEX)
@@ -134,7 +170,8 @@ class SegmentationTask(BaseTask):
     def headline(self, summary: dict) -> str:
         return (f"{summary['images']} images ({summary['pixels']:,} labelled pixels): mIoU "
                 f"{percent(summary['miou'])}%, pixel accuracy {percent(summary['pixel_accuracy'])}%, mean class "
-                f"accuracy {percent(summary['mean_class_accuracy'])}%, loss {summary['loss']:.4f}")
+                f"accuracy {percent(summary['mean_class_accuracy'])}%"
+                + (f", loss {summary['loss']:.4f}" if summary["loss"] is not None else ""))
 
     def per_class(self, summary: dict) -> tuple[str, dict]:
         return "IoU %", summary["iou"]

@@ -24,7 +24,7 @@ from ..config import RunConfig
 from ..env import environment
 from ..errors import EdgenasError
 from ..io import open_folder, write_atomic
-from ..models.tflite_import import load_pretrained
+from ..models.pretrained import load_pretrained
 from ..nn import build_model
 from ..progress import Progress
 from ..spec import SpecError, parse_spec
@@ -92,14 +92,19 @@ def epoch_lr_factor(step: int, cfg: RunConfig, steps_per_epoch: int) -> float:
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     """``cfg.train``'s optimizer over ``model``: weight decay on conv and linear weights, none on BatchNorm
-    and biases (Google's and timm's practice; the supernet uses it too)."""
+    and biases (Google's and timm's practice; the supernet uses it too); the backbone's groups at
+    ``backbone_lr_scale`` x lr (a fine-tune's pretrained layers below its new head)."""
     t = cfg.train
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    split, found = t.backbone_lr_scale != 1.0, {}
+    for name, p in model.named_parameters():  # (backbone, no decay): decayed first, as before the split
+        found.setdefault((split and name.startswith("backbone."), p.ndim <= 1), []).append(p)
+    groups = [{"params": params, "weight_decay": 0.0 if no_decay else t.weight_decay,
+               "lr": t.lr * (t.backbone_lr_scale if backbone else 1.0)}
+              for (backbone, no_decay), params in sorted(found.items())]
     if t.optimizer == "rmsprop":
         return torch.optim.RMSprop(groups, lr=t.lr, alpha=t.rmsprop_decay, eps=t.rmsprop_eps, momentum=t.momentum)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999))
     return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov and t.momentum > 0)
 
 
@@ -131,7 +136,8 @@ def _float(out):
 def evaluate(model: nn.Module, dataset, meter: Meter, loss_fn: Loss, batch_size: int, rank: int = 0,
              world: int = 1, channels_last: bool = False, collate=None) -> Meter:
     """``meter`` (a task's, e.g. ``task.meter(spec, dataset)``) filled with this process's share of ``dataset``
-    and all-reduced over the processes; ``collate``: the task's batching (``task.collate``), if it has one."""
+    and all-reduced over the processes; ``collate``: the task's batching (``task.collate``), if it has one;
+    ``loss_fn`` None: no loss (a model that serves class maps has none)."""
     model.eval()
     indices = list(range(len(dataset)))[rank::world]
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
@@ -142,7 +148,7 @@ def evaluate(model: nn.Module, dataset, meter: Meter, loss_fn: Loss, batch_size:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = _float(model(x))
-        meter.update(_to(logits, "cpu"), _to(y, "cpu"), loss_fn(logits, y).item())
+        meter.update(_to(logits, "cpu"), _to(y, "cpu"), None if loss_fn is None else loss_fn(logits, y).item())
     meter.all_reduce()
     return meter
 
@@ -202,11 +208,11 @@ def _set_up(cfg: RunConfig, task: Task, resume: bool) -> Run:
     spec = task.spec(cfg)
     train_set, val_set = task.datasets(cfg, spec)
     model = build_model(spec)
-    if cfg.model is not None and cfg.model.pretrained and not (resume and (out / CHECKPOINT).is_file()):
-        skipped = load_pretrained(model, cfg.model.pretrained)
+    m = cfg.model
+    if m is not None and m.pretrained and not (resume and (out / CHECKPOINT).is_file()):
+        line = load_pretrained(model, m.pretrained, m.class_map, getattr(train_set, "classes", None))
         if rank == 0:
-            print(f"model.pretrained: imported {cfg.model.pretrained}; left as initialised: "
-                  f"{', '.join(skipped) or 'nothing'}", file=sys.stderr)
+            print(line, file=sys.stderr)
     model = model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -249,6 +255,10 @@ def _train_epoch(run: Run, epoch: int, loss_fn: Loss, bar: Progress, log) -> tup
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(run.train_set, indices), batch_size=t.batch_size,
                                          num_workers=cfg.data.workers, collate_fn=getattr(run.task, "collate", None))
     run.net.train()
+    if t.freeze_bn:  # statistics stay as loaded; the affine parameters still train
+        for m in run.net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     seen, t0, loss_sum = 0, time.perf_counter(), 0.0
     for i, (x, y) in enumerate(loader):
         x, y = x.to(device, non_blocking=True), _to(y, device)
@@ -322,7 +332,7 @@ def fit(cfg: RunConfig, task: Task, *, resume: bool = False, stop_after: int | N
     """
     run = _set_up(cfg, task, resume)
     out, t = Path(cfg.out), cfg.train
-    loss_fn, val_loss = task.loss(cfg), task.loss(cfg, train=False)
+    loss_fn, val_loss = task.loss(cfg, data=run.train_set), task.loss(cfg, train=False)
     if run.rank == 0:
         cfg.save(out / "config.yaml")
         run.spec.save(out / "arch.yaml")
@@ -330,8 +340,10 @@ def fit(cfg: RunConfig, task: Task, *, resume: bool = False, stop_after: int | N
     last = stop_after if stop_after is not None else t.epochs
     bar = Progress(enabled=run.rank == 0)
     for epoch in range(run.start, min(t.epochs, last)):
+        cpu0 = time.process_time()  # this process's CPU time: the epoch's cost, however busy the machine was
         t0, trained = _train_epoch(run, epoch, loss_fn, bar, log)
         run.history.append(_evaluate_epoch(run, epoch, t0, trained, val_loss, bar))
+        run.history[-1]["epoch_cpu_seconds"] = time.process_time() - cpu0
         if run.rank == 0:
             _checkpoint(run, epoch, run.history[-1], bar, log)
     if log:
