@@ -9,6 +9,10 @@ each run, so a rerun continues the list:
 
     python bench/camvid_finetune.py --camvid ../shared/data/camvid
     python bench/camvid_finetune.py --only autoseg_ade20k     # one run (its record entry is replaced)
+    python bench/camvid_finetune.py --only ablation_recipe --only ablation_without_class_map ...
+
+The ablation runs (``ablation_*``: the recipe, then each of its settings undone alone, at a shorter budget)
+and the optimizer comparison (``optimizer_*``) run only when named.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ TIMM = "tests/fixtures/timm_mobilenet_edgetpu_v2_m.safetensors"
 ADE_MAP, CITY_MAP = "configs/class_maps/camvid_from_ade20k32.yaml", "configs/class_maps/camvid_from_cityscapes.yaml"
 CONFIG = "configs/seg_camvid_finetune.yaml"
 EVAL_SIZE = [360, 480]
-# name -> (start, overrides of CONFIG); zero-shot runs train nothing
+# name -> (start, overrides of CONFIG); zero-shot runs train nothing. A network with more MACs an image than
+# Autoseg-XS gets fewer epochs, so that every fine-tune costs about the same CPU time (``EPOCHS``).
 RUNS = {
     "zero_shot_autoseg": ("zero_shot", [f"model.pretrained={AUTOSEG}", f"model.class_map={ADE_MAP}"]),
     "zero_shot_deeplab_slim": ("zero_shot", ["model.name=deeplab_mobilenet_edgetpu_slim",
@@ -42,6 +47,30 @@ RUNS = {
     "scratch": ("scratch", ["model.pretrained=null", "model.class_map=null", "train.backbone_lr_scale=1.0",
                             "train.freeze_bn=false"]),
 }
+# The recipe's ablation (Autoseg-XS from ADE20K-32, ABLATION_EPOCHS each): the full recipe, then each setting
+# undone alone; a setting stays in the recipe where undoing it costs mIoU.
+ABLATION_EPOCHS = 6
+ABLATIONS = {
+    "recipe": [],
+    "without_class_map": ["model.class_map=null"],
+    "without_freeze_bn": ["train.freeze_bn=false"],
+    "without_class_weights": ["train.class_weights=none"],
+    "without_backbone_lr_scale": ["train.backbone_lr_scale=1.0"],
+    "without_grad_clip": ["train.grad_clip=null"],
+}
+RUNS.update({f"ablation_{k}": ("google_autoseg_xs", v) for k, v in ABLATIONS.items()})
+# The optimizer, chosen on OPTIMIZER_EPOCHS each (warm-up half an epoch): SGD + Nesterov over the whole network
+# (its gradient clipped at norm 1, then at 10), and AdamW with the backbone at a tenth or 0.3 of the head's lr.
+OPTIMIZER_EPOCHS = 3
+_SGD = ["train.optimizer=sgd", "train.lr=0.01", "train.backbone_lr_scale=1.0", "train.weight_decay=4e-5"]
+_ADAMW = ["train.optimizer=adamw", "train.lr=0.001", "train.weight_decay=0.0001"]
+OPTIMIZERS = {"sgd_clip1": [*_SGD, "train.grad_clip=1.0"], "sgd_clip10": [*_SGD, "train.grad_clip=10"],
+              "adamw_backbone_0.1": [*_ADAMW, "train.backbone_lr_scale=0.1"],
+              "adamw_backbone_0.3": [*_ADAMW, "train.backbone_lr_scale=0.3"]}
+RUNS.update({f"optimizer_{k}": ("google_autoseg_xs", [*v, "train.warmup_epochs=0.5"]) for k, v in OPTIMIZERS.items()})
+# epochs per fine-tune, from MACs an image at 512 against Autoseg-XS's 1.91 G (20 epochs): DeepLab-slim 4.32 G,
+# DeepLabv3+ on v2-M 9.67 G
+EPOCHS = {"deeplab_slim_cityscapes": 9, "deeplabv3plus_timm": 4}
 
 
 def final_scores(out: Path, overrides: list[str], ema: bool) -> dict:
@@ -51,7 +80,27 @@ def final_scores(out: Path, overrides: list[str], ema: bool) -> dict:
     from edgenas.train.checkpoint import load_trained
 
     cfg, spec, model = load_trained(out / "checkpoint.pt", ema=ema, overrides=overrides)
-    return _scores(cfg, spec, model, torch)
+    return {**_scores(cfg, spec, model, torch), **tail_scores(cfg, spec, model, torch)}
+
+
+def tail_scores(cfg, spec, model, torch) -> dict:
+    """mIoU of the graph that would ship: val images resized to the network's square deployment input (512
+    for Autoseg, 513 for DeepLab-slim), labels with them, the exact tail ``resize<S>,argmax`` and the fused
+    ``resize<S/2>,argmax,resize<S>`` (Google's) inside."""
+    from edgenas.config import load_config
+    from edgenas.nn.network import Serving
+    from edgenas.tasks import get_task
+    from edgenas.train.loop import evaluate
+
+    size = spec.input_size if isinstance(spec.input_size, int) else max(spec.input_size)
+    served_cfg = load_config(base=cfg.model_dump(mode="json"), overrides=[f"data.eval_size={size}"])
+    task = get_task(served_cfg)
+    val = task.dataset(served_cfg, spec, "val")
+    out = {"tail_size": size}
+    for name, tail in (("exact", f"resize{size},argmax"), ("fused", f"resize{size // 2},argmax,resize{size}")):
+        served = Serving(model, spec.with_tail(tail).tail)
+        out[f"tail_{name}_val_miou"] = evaluate(served, val, task.meter(spec, val), None, 4).summary()["miou"]
+    return out
 
 
 def zero_shot_scores(overrides: list[str]) -> tuple[dict, float]:
@@ -97,7 +146,9 @@ def run(name: str, args) -> dict:
     if start == "zero_shot":
         scores, cpu = zero_shot_scores(overrides)
         return {"name": name, "start": start, "eval_size": EVAL_SIZE, **scores, "cpu_minutes": round(cpu, 2)}
-    cfg, epochs, timing = timed_fit(CONFIG, Path(args.work) / name, [*overrides, f"train.epochs={args.epochs}"],
+    budget = ABLATION_EPOCHS if name.startswith("ablation_") else OPTIMIZER_EPOCHS if \
+        name.startswith("optimizer_") else EPOCHS.get(name, args.epochs)
+    cfg, epochs, timing = timed_fit(CONFIG, Path(args.work) / name, [*overrides, f"train.epochs={budget}"],
                                     "val_miou")
     scores = final_scores(Path(args.work) / name, overrides, ema=bool(cfg.train.ema_decay))
     curve = [{k: r.get(k) for k in ("epoch", "train_loss", "val_miou", "ema_val_miou", "epoch_cpu_seconds")}
@@ -106,22 +157,54 @@ def run(name: str, args) -> dict:
             "epochs": len(epochs), "curve": curve, **timing}
 
 
+def plot(runs: list[dict], path: str) -> None:
+    """Val mIoU (EMA weights where the run kept them) against CPU-minutes, one line per fine-tune, the
+    zero-shot starts as dashed levels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for r in runs:
+        if r["name"].startswith(("ablation_", "optimizer_")):
+            continue
+        if r["start"] == "zero_shot":
+            ax.axhline(r["final_val_miou"], ls="--", lw=1, color="grey")
+            ax.annotate(f"{r['name']} {r['final_val_miou']:.1f}", (0, r["final_val_miou"]), fontsize=7,
+                        xytext=(2, 2), textcoords="offset points", color="grey")
+            continue
+        cpu, miou = 0.0, []
+        for e in r["curve"]:
+            cpu += (e["epoch_cpu_seconds"] or 0) / 60
+            miou.append((cpu, e["ema_val_miou"] if e["ema_val_miou"] is not None else e["val_miou"]))
+        ax.plot(*zip(*miou), marker=".", label=f"{r['name']} ({r['start']})")
+    ax.set_xlabel("CPU-minutes (training process)")
+    ax.set_ylabel("CamVid val mIoU, 11 classes, 480x360 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     ap = parser(__doc__, record="bench/results/camvid_finetune.json", work="runs/bench_camvid", work_flag="--work")
     ap.add_argument("--camvid", default="../shared/data/camvid")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=20, help="epochs of an Autoseg-XS fine-tune (default %(default)s)")
     ap.add_argument("--only", choices=tuple(RUNS), action="append", help="run only these (repeatable)")
+    ap.add_argument("--plot", default="docs/camvid_finetune.png", help="the curves (default %(default)s)")
     args = ap.parse_args()
     path = Path(args.out)
     old = json.loads(path.read_text()) if path.is_file() else {}
     # runs of this config are kept and continued; a record of another protocol is replaced
     done = {r["name"]: r for r in old.get("runs", [])} if old.get("config") == CONFIG else {}
-    for name in args.only or RUNS:
+    for name in args.only or [n for n in RUNS if not n.startswith(("ablation_", "optimizer_"))]:
         done[name] = run(name, args)
         record = {"what": "CamVid val mIoU (11 classes, 480x360) from pretrained starts and from scratch, the "
                           "same CPU budget per fine-tune", "config": CONFIG, "epochs": args.epochs,
                   "runs": [done[n] for n in RUNS if n in done], "environment": environment(2)}
         write_record(path, record)
+        plot(record["runs"], args.plot)
         r = done[name]
         print(f"{name:<26} {r['start']:<32} mIoU {r['final_val_miou']:>6.2f}  CPU-min {r['cpu_minutes']:>6.1f}",
               flush=True)

@@ -17,6 +17,10 @@ def timed_fit(config: str, out: Path, overrides: list[str], key: str) -> tuple[R
     epochs' train time and CPU-minutes (the process's CPU time, where the epochs recorded it; before that,
     train time x threads)."""
     cfg = load_config(config, overrides=[f"out={out}", *overrides])
+    saved = out / "config.yaml"
+    if saved.is_file() and load_config(saved, [f"out={out}"]) != cfg:
+        raise SystemExit(f"{out}: holds a run of another config than this benchmark's; remove it or choose "
+                         "another work folder")
     t0 = time.perf_counter()
     fit(cfg, get_task(cfg), resume=(out / CHECKPOINT).is_file())
     wall = time.perf_counter() - t0

@@ -54,7 +54,8 @@ def test_pretrained_tflite_weights_on_a_detector_are_refused_with_one_line():
     """``load_pretrained`` read ``model.arch``, which a ``DetectorModel`` does not have (an AttributeError)."""
     cfg = load_config(overrides=DET + ["model.pretrained=/x/google.tflite"])
     with pytest.raises(SpecError, match=r"^model.pretrained: /x/google.tflite: TFLite weights import into "
-                                        r"autoseg_edgetpu_xs, mobilenet_edgetpu_100, not into a detector"):
+                                        r"autoseg_edgetpu_xs, deeplab_mobilenet_edgetpu_slim, "
+                                        r"mobilenet_edgetpu_100, not into a detector"):
         get_task(cfg).spec(cfg)
 
 

@@ -267,7 +267,8 @@ def test_empty_splits(tmp_path):
     (tmp_path / "val.txt").write_text("\n")
     listing = tmp_path / "val.txt"
     assert _message(lambda: camvid(tmp_path, "val")) == f"{listing}: empty split: no 'image label' lines"
-    assert _message(lambda: camvid(tmp_path, "train")).startswith(f"{tmp_path / 'train.txt'}: cannot read")
+    assert _message(lambda: camvid(tmp_path, "train")) == (f"{tmp_path / 'train.txt'}: no such split list "
+                                                          "('train'); this folder lists val")
     (tmp_path / "val.txt").write_text("val/x.png valannot/x.png\n")
     missing = f"{listing}:1: {tmp_path / 'val/x.png'}: not found"
     assert _message(lambda: camvid(tmp_path, "val")) == missing

@@ -86,8 +86,8 @@ def cmd_eval(args) -> int:
                            "network")
     task = get_task(cfg)  # the checkpoint's own config names its task
     val_set = task.dataset(cfg, arch, "val")
-    if zero_shot:  # the map is checked against the data's classes
-        print(load_pretrained(model, args.pretrained, args.class_map, getattr(val_set, "classes", None)),
+    if zero_shot:  # the map (--class-map, else the config's) is checked against the data's classes
+        print(load_pretrained(model, cfg.model.pretrained, cfg.model.class_map, getattr(val_set, "classes", None)),
               file=sys.stderr)
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     loss = task.loss(cfg, train=False)

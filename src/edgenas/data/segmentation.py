@@ -210,7 +210,7 @@ def camvid(root, split: str = "train", transform=None, *, seed: int = 0, subset:
     listing = root / f"{split}.txt"
     if not listing.is_file():
         have = sorted(p.stem for p in root.glob("*.txt")) if root.is_dir() else []
-        raise DataError(f"{listing}: no such split list (data.split {split!r}); "
+        raise DataError(f"{listing}: no such split list ({split!r}); "
                         + (f"this folder lists {', '.join(have)}" if have else f"{root} holds no <split>.txt"))
     try:
         lines = listing.read_text().splitlines()

@@ -61,8 +61,9 @@ def network(cfg) -> Network:
         backbone = backbone.model_copy(update={"input_size": size, **training_changes(backbone, t)})
         head = spec.head.model_copy(update={"classifier": spec.head.classifier.model_copy(
             update={"out_channels": classes})})
+        tf_weights = m.pretrained and is_tflite(m.pretrained)  # trained in TF: they expect its padding
         return {"input_size": size, "backbone": backbone, "head": head,
-                **training_changes(spec, t, drop_path=False), **({"padding": "tf"} if m.pretrained and is_tflite(m.pretrained) else {})}
+                **training_changes(spec, t, drop_path=False), **({"padding": "tf"} if tf_weights else {})}
 
     return trained_spec(cfg, Network, changes)
 
