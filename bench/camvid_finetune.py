@@ -129,9 +129,12 @@ def _scores(cfg, spec, model, torch, start=None) -> dict:
     if start is not None:
         print(start(val))
     torch.set_num_threads(cfg.train.threads or 2)
-    summary = evaluate(model, val, task.meter(spec, val), task.loss(cfg, train=False), 4).summary(val.classes)
+    summary = evaluate(model, val, task.meter(spec, val), task.loss(cfg, train=False),
+                       cfg.train.batch_size).summary(val.classes)  # as `edgenas eval` batches
     iou = summary["iou"]
-    scores = {"final_val_miou": summary["miou"], "per_class_iou": iou}
+    scores = {"final_val_miou": summary["miou"], "per_class_iou": iou, "val_pixel_accuracy": summary["pixel_accuracy"],
+              "val_mean_class_accuracy": summary["mean_class_accuracy"], "val_loss": summary["loss"],
+              "val_pixels": summary["pixels"]}
     if cfg.model.class_map and "ade20k" in Path(cfg.model.class_map).name:
         from edgenas.models.class_map import load_class_map
 
@@ -166,19 +169,23 @@ def plot(runs: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    levels = []
     for r in runs:
         if r["name"].startswith(("ablation_", "optimizer_")):
             continue
         if r["start"] == "zero_shot":
-            ax.axhline(r["final_val_miou"], ls="--", lw=1, color="grey")
-            ax.annotate(f"{r['name']} {r['final_val_miou']:.1f}", (0, r["final_val_miou"]), fontsize=7,
-                        xytext=(2, 2), textcoords="offset points", color="grey")
+            levels.append(r)
             continue
         cpu, miou = 0.0, []
         for e in r["curve"]:
             cpu += (e["epoch_cpu_seconds"] or 0) / 60
             miou.append((cpu, e["val_miou"]))
         ax.plot(*zip(*miou), marker=".", label=f"{r['name']} ({r['start']})")
+    left = ax.get_xlim()[0]
+    for r in levels:
+        ax.axhline(r["final_val_miou"], ls="--", lw=1, color="grey")
+        ax.annotate(f"{r['name']} {r['final_val_miou']:.1f}", (left, r["final_val_miou"]), fontsize=7,
+                    xytext=(4, 2), textcoords="offset points", color="grey")
     ax.set_xlabel("CPU-minutes (training process)")
     ax.set_ylabel("CamVid val mIoU, 11 classes, 480x360 (%)")
     ax.grid(alpha=0.3)
