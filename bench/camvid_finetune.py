@@ -84,9 +84,9 @@ def final_scores(out: Path, overrides: list[str], ema: bool) -> dict:
 
 
 def tail_scores(cfg, spec, model, torch) -> dict:
-    """mIoU of the graph that would ship: val images resized to the network's square deployment input (512
-    for Autoseg, 513 for DeepLab-slim), labels with them, the exact tail ``resize<S>,argmax`` and the fused
-    ``resize<S/2>,argmax,resize<S>`` (Google's) inside."""
+    """mIoU of a square serving graph: val images resized to the trained network's square input (its
+    ``model.input_size``, 320 in the CamVid config), labels with them, the exact tail ``resize<S>,argmax`` and
+    the fused ``resize<S/2>,argmax,resize<S>`` (Google's) inside."""
     from edgenas.config import load_config
     from edgenas.nn.network import Serving
     from edgenas.tasks import get_task
