@@ -40,8 +40,7 @@ def output_layer(model: nn.Module) -> tuple[str, nn.Module]:
 def _source_state(model: nn.Module, path: str | Path) -> tuple[dict[str, torch.Tensor], list[str], str]:
     """(tensors under our keys, source tensors with no place in ``model``, what the file is)."""
     if is_tflite(path):
-        name = model.network.name if hasattr(model, "network") else model.arch.name
-        return from_tflite(name, path).state_dict(), [], "Google's TFLite"
+        return from_tflite(_name(model), path).state_dict(), [], "Google's TFLite"
     return (*backbone_state(model, read_state_dict(path), str(path)), "timm's backbone")
 
 
