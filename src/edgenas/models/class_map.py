@@ -12,10 +12,10 @@ every class of the new dataset, in any order (``[]``: no pretrained class means 
 A head starts from the map linearly: class ``c``'s row is its first (primary) source's row, so wherever the
 pretrained model's winner is a primary source, the new model at step 0 predicts that source's class. A
 class with no source gets zero weights and an ``UNMAPPED`` bias, below the logits a pretrained head's winners
-have (Autoseg-XS on CamVid: >= 1.4 on 99.9% of pixels) yet near enough for the class to learn. The other
-sources of a class (Building <- house, wall) cannot enter a linear row exactly: averaging their rows in
-measured worse (Autoseg-XS on CamVid val, the seven mapped classes: 50.4% mIoU averaged, 67.6% primary, 67.7%
-for the pretrained argmax mapped class by class). ``merged_logits`` is that map applied to a pretrained
+have yet near enough for the class to learn. The other sources of a class (Building <- house, wall) cannot
+enter a linear row exactly; averaging their rows in scored far below the primary row in a one-off check on
+CamVid val (not a benchmark record; the primary row's zero-shot figure is in
+bench/results/camvid_finetune.json). ``merged_logits`` is that map applied to a pretrained
 model's logits; ``init_classifier`` writes it into a classifier's output layer, so at step 0 the new model's
 logits are the merged ones; ``lookup`` maps a pretrained argmax class by class (every source counts).
 """
